@@ -1,0 +1,3 @@
+from .hirl import HIRLMixin, build_hirl, hirl_class
+
+__all__ = ['HIRLMixin', 'build_hirl', 'hirl_class']

@@ -1,0 +1,145 @@
+"""Hierarchical prototypes as module buffers, so checkpoints save and resume them."""
+from typing import List, Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+class HierarchicalPrototypes(nn.Module):
+    """The state of the latest hierarchical clustering, kept in buffers.
+
+    Per level ``l``: ``centroids_l`` ``[K_l, D]`` (L2-normalised), ``im2cluster_l`` ``[N]``
+    (the level-``l`` cluster of every training sample, by ``sample_idx``), and for all but
+    the top level ``parents_l`` ``[K_l]`` (the level-``l+1`` cluster of each centroid).
+    ``num_updates`` counts clustering rounds; zero means "not clustered yet" (warm-up).
+    ``N`` is unknown when the model is built: ``im2cluster_l`` starts empty and is resized
+    by :meth:`update` and when a checkpoint is loaded.
+
+    Args:
+        num_clusters (Sequence[int]): ``K_l`` per level, finest first.
+        dim (int): Embedding dimension ``D``.
+    """
+
+    def __init__(self, num_clusters: Sequence[int], dim: int) -> None:
+        super().__init__()
+        if len(num_clusters) == 0:
+            raise ValueError('num_clusters is empty: give at least one level, e.g. '
+                             'num_clusters=[30000, 10000, 1000].')
+        self.num_clusters = [int(k) for k in num_clusters]
+        self.dim = int(dim)
+        for level, k in enumerate(self.num_clusters):
+            self.register_buffer(f'centroids_{level}', torch.zeros(k, self.dim))
+            self.register_buffer(f'im2cluster_{level}', torch.zeros(0, dtype=torch.long))
+            if level + 1 < self.num_levels:
+                self.register_buffer(f'parents_{level}', torch.zeros(k, dtype=torch.long))
+        self.register_buffer('num_updates', torch.zeros((), dtype=torch.long))
+
+    @property
+    def num_levels(self) -> int:
+        """Number of levels ``L``."""
+        return len(self.num_clusters)
+
+    @property
+    def ready(self) -> bool:
+        """Whether a clustering round has filled the buffers."""
+        return bool(self.num_updates > 0)
+
+    @property
+    def num_samples(self) -> int:
+        """``N``, the number of clustered samples (0 before the first round)."""
+        return self.im2cluster_0.shape[0]
+
+    @property
+    def centroids(self) -> List[Tensor]:
+        """``[K_l, D]`` per level."""
+        return [getattr(self, f'centroids_{level}') for level in range(self.num_levels)]
+
+    @property
+    def parents(self) -> List[Tensor]:
+        """``[K_l]`` per level but the top one."""
+        return [getattr(self, f'parents_{level}') for level in range(self.num_levels - 1)]
+
+    @property
+    def im2cluster(self) -> List[Tensor]:
+        """``[N]`` per level."""
+        return [getattr(self, f'im2cluster_{level}') for level in range(self.num_levels)]
+
+    @torch.no_grad()
+    def update(self, centroids: Sequence[Tensor], parents: Sequence[Tensor],
+               im2cluster: Sequence[Tensor]) -> None:
+        """Store a new clustering (e.g. a ``HierarchicalClusteringResult``'s fields).
+
+        Args:
+            centroids (Sequence[Tensor]): ``[K_l, D]`` per level.
+            parents (Sequence[Tensor]): ``[K_l]`` per level but the top one.
+            im2cluster (Sequence[Tensor]): ``[N]`` per level.
+        """
+        if len(centroids) != self.num_levels or len(im2cluster) != self.num_levels \
+                or len(parents) != self.num_levels - 1:
+            raise ValueError(
+                f'A clustering with {len(centroids)} levels does not fit prototypes of '
+                f'{self.num_levels} levels ({self.num_clusters}).')
+        for level, (cent, assign) in enumerate(zip(centroids, im2cluster)):
+            own = getattr(self, f'centroids_{level}')
+            if tuple(cent.shape) != tuple(own.shape):
+                raise ValueError(f'Level {level}: centroids of shape {tuple(cent.shape)} '
+                                 f'do not fit {tuple(own.shape)}.')
+            own.copy_(cent)
+            self._buffers[f'im2cluster_{level}'] = assign.to(own.device, torch.long).clone()
+        for level, par in enumerate(parents):
+            getattr(self, f'parents_{level}').copy_(par)
+        self.num_updates += 1
+
+    def paths(self, sample_idx: Tensor) -> Tensor:
+        """The semantic paths of samples.
+
+        Args:
+            sample_idx (Tensor): ``[B]`` dataset indices.
+
+        Returns:
+            Tensor: ``[B, L]`` cluster index per level.
+        """
+        if not self.ready:
+            raise RuntimeError('No clustering yet: the prototypes are filled by '
+                               'HierarchicalClusteringHook after its warm-up epochs.')
+        if sample_idx.numel() and int(sample_idx.max()) >= self.num_samples:
+            raise IndexError(
+                f'sample_idx {int(sample_idx.max())} is outside the {self.num_samples} '
+                f'clustered samples; was the training set changed after clustering?')
+        idx = sample_idx.to(self.im2cluster_0.device)
+        return torch.stack([assign[idx] for assign in self.im2cluster], dim=1)
+
+    @torch.no_grad()
+    def reassign(self, sample_idx: Tensor, features: Tensor) -> Tensor:
+        """Move samples to their nearest level-0 centroid and lift through the parents.
+
+        Args:
+            sample_idx (Tensor): ``[B]`` dataset indices (unique).
+            features (Tensor): ``[B, D]`` L2-normalised embeddings.
+
+        Returns:
+            Tensor: ``[B]`` bool, whether the sample's level-0 cluster changed.
+        """
+        idx = sample_idx.to(self.im2cluster_0.device)
+        nearest = (features.to(self.centroids_0) @ self.centroids_0.t()).argmax(dim=1)
+        changed = nearest != self.im2cluster_0[idx]
+        assign = nearest
+        for level in range(self.num_levels):
+            getattr(self, f'im2cluster_{level}')[idx] = assign
+            if level + 1 < self.num_levels:
+                assign = getattr(self, f'parents_{level}')[assign]
+        return changed
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        # im2cluster's length is the data set's size, only known once clustered: take the
+        # checkpoint's so a resumed run continues with the same assignments.
+        for level in range(self.num_levels):
+            key = f'{prefix}im2cluster_{level}'
+            if key in state_dict:
+                own = getattr(self, f'im2cluster_{level}')
+                self._buffers[f'im2cluster_{level}'] = own.new_zeros(state_dict[key].shape)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        return (f'num_clusters={self.num_clusters}, dim={self.dim}, '
+                f'num_samples={self.num_samples}, num_updates={int(self.num_updates)}')
