@@ -1,0 +1,236 @@
+"""Re-compute HIRL's hierarchical prototypes over the whole training set every epoch."""
+import copy
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from mmengine import dist
+from mmengine.dataset import BaseDataset
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.runner import Runner
+from mmengine.utils import ProgressBar
+from torch import Tensor, nn
+
+from hirl_mm.registry import CLUSTERERS, HOOKS
+from hirl_mm.utils.dist_utils import all_gather_rows
+
+# The spec's eval transform for ImageNet-sized images (resize 256, center-crop 224).
+IMAGENET_EXTRACT_PIPELINE = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ResizeEdge', scale=256, edge='short', backend='pillow'),
+    dict(type='CenterCrop', crop_size=224),
+    dict(type='PackInputs'),
+]
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if is_model_wrapper(model) else model
+
+
+def _with_pipeline(dataset_cfg: dict, pipeline: List[dict]) -> dict:
+    """A copy of a dataset config whose (innermost) pipeline is ``pipeline``."""
+    if not isinstance(dataset_cfg, dict):
+        raise TypeError('HierarchicalClusteringHook rebuilds the training set with the '
+                        'extraction pipeline and needs train_dataloader.dataset as a config '
+                        f'dict, not {type(dataset_cfg).__name__}.')
+    cfg = copy.deepcopy(dataset_cfg)
+    if 'dataset' in cfg and 'pipeline' not in cfg:  # a wrapper such as RepeatDataset
+        cfg['dataset'] = _with_pipeline(cfg['dataset'], pipeline)
+    else:
+        cfg['pipeline'] = copy.deepcopy(pipeline)
+    return cfg
+
+
+@HOOKS.register_module()
+class HierarchicalClusteringHook(Hook):
+    """Extract embeddings of the whole training set, cluster them hierarchically, and store
+    the prototypes in the HIRL model's buffers (so checkpoints resume them).
+
+    Runs before epochs ``warmup_epochs``, ``warmup_epochs + interval``, ... (0-based), so
+    nothing is clustered during the warm-up and only the SSL loss trains then. Extraction
+    uses the eval pipeline and is split across ranks without padding; features are gathered
+    and placed by ``sample_idx``, every sample exactly once. Rank 0 clusters and broadcasts.
+
+    Args:
+        warmup_epochs (int): Epochs of plain SSL before the first clustering. Defaults to 20.
+        interval (int): Epochs between clusterings. Defaults to 1.
+        clusterer (dict): Config of the clustering algorithm (registry ``CLUSTERERS``);
+            ``num_clusters`` is taken from the model. Defaults to
+            ``dict(type='HierarchicalKMeans')``.
+        extract_pipeline (list[dict], optional): Data pipeline for extraction. Defaults to
+            the spec's ImageNet eval transform (resize 256, center-crop 224).
+        extract_batch_size (int, optional): Defaults to the training batch size.
+        extract_num_workers (int, optional): Defaults to the training loader's.
+    """
+
+    priority = 'NORMAL'
+
+    def __init__(self,
+                 warmup_epochs: int = 20,
+                 interval: int = 1,
+                 clusterer: Optional[dict] = None,
+                 extract_pipeline: Optional[Sequence[dict]] = None,
+                 extract_batch_size: Optional[int] = None,
+                 extract_num_workers: Optional[int] = None) -> None:
+        if warmup_epochs < 0 or interval < 1:
+            raise ValueError(f'Need warmup_epochs >= 0 and interval >= 1, got '
+                             f'warmup_epochs={warmup_epochs}, interval={interval}.')
+        self.warmup_epochs = warmup_epochs
+        self.interval = interval
+        self.clusterer_cfg = dict(clusterer or dict(type='HierarchicalKMeans'))
+        self.extract_pipeline = list(extract_pipeline or IMAGENET_EXTRACT_PIPELINE)
+        self.extract_batch_size = extract_batch_size
+        self.extract_num_workers = extract_num_workers
+        self._loader = None
+        self._clusterer = None
+
+    def is_due(self, epoch: int) -> bool:
+        """Whether clustering runs before the (0-based) ``epoch``."""
+        return epoch >= self.warmup_epochs and (epoch - self.warmup_epochs) % self.interval == 0
+
+    def before_run(self, runner: Runner) -> None:
+        model = _unwrap(runner.model)
+        if not hasattr(model, 'prototypes') or not hasattr(model, 'extract_clustering_embedding'):
+            raise TypeError(
+                f'HierarchicalClusteringHook needs a HIRL model (model=dict(type="HIRL", '
+                f'algorithm=..., ...)), got {type(model).__name__}.')
+        clusterer_cfg = dict(self.clusterer_cfg, num_clusters=model.prototypes.num_clusters)
+        self._clusterer = CLUSTERERS.build(clusterer_cfg)
+
+    def before_train(self, runner: Runner) -> None:
+        if not hasattr(runner.train_loop, 'max_epochs'):
+            raise TypeError('HIRL clusters once per epoch: use an epoch-based train loop '
+                            '(train_cfg=dict(type="EpochBasedTrainLoop", max_epochs=...)).')
+        self._loader = self._build_loader(runner)
+
+    def before_train_epoch(self, runner: Runner) -> None:
+        if self.is_due(runner.epoch):
+            self.cluster(runner)
+
+    def _build_loader(self, runner: Runner) -> torch.utils.data.DataLoader:
+        train_cfg = runner.cfg.train_dataloader
+        loader_cfg = dict(
+            batch_size=self.extract_batch_size or train_cfg['batch_size'],
+            num_workers=(train_cfg.get('num_workers', 0)
+                         if self.extract_num_workers is None else self.extract_num_workers),
+            # No padding, no shuffling: each rank extracts a disjoint share exactly once.
+            sampler=dict(type='DefaultSampler', shuffle=False, round_up=False),
+            collate_fn=dict(type='default_collate'),
+            dataset=_with_pipeline(train_cfg['dataset'], self.extract_pipeline))
+        return Runner.build_dataloader(loader_cfg, seed=runner.seed)
+
+    @torch.no_grad()
+    def extract(self, runner: Runner) -> Tensor:
+        """L2-normalised embeddings of every training sample, ``[N, D]``, on every rank."""
+        model = _unwrap(runner.model)
+        loader = self._loader or self._build_loader(runner)
+        num_samples = len(loader.dataset)
+        was_training = model.training
+        model.eval()
+        features, indices = [], []
+        progress = ProgressBar(len(loader)) if dist.is_main_process() else None
+        try:
+            for batch in loader:
+                data = model.data_preprocessor(batch, False)
+                embedding = model.extract_clustering_embedding(data['inputs'])
+                features.append(nn.functional.normalize(embedding.float(), dim=1))
+                indices.append(torch.tensor([int(s.sample_idx) for s in data['data_samples']],
+                                            device=embedding.device))
+                if progress is not None:
+                    progress.update()
+        finally:
+            model.train(was_training)
+        if progress is not None:
+            print(flush=True)  # end the progress bar's line
+        local_features = torch.cat(features) if features else torch.zeros(
+            0, model.prototypes.dim, device=next(model.parameters()).device)
+        local_indices = torch.cat(indices) if indices else torch.zeros(
+            0, dtype=torch.long, device=local_features.device)
+        return self._place(all_gather_rows(local_features),
+                           all_gather_rows(local_indices), num_samples)
+
+    @staticmethod
+    def _place(features: Tensor, indices: Tensor, num_samples: int) -> Tensor:
+        """Put gathered rows at their ``sample_idx``; check each sample came exactly once."""
+        counts = torch.bincount(indices, minlength=num_samples)
+        if counts.numel() != num_samples or bool((counts != 1).any()):
+            missing = int((counts[:num_samples] == 0).sum())
+            repeated = int((counts > 1).sum())
+            raise RuntimeError(
+                f'Feature extraction must see each of the {num_samples} training samples '
+                f'exactly once by sample_idx; {missing} are missing, {repeated} repeated and '
+                f'{max(counts.numel() - num_samples, 0)} indices lie outside the data set. '
+                f'Dataset wrappers that restart sample_idx per part (ConcatDataset) are not '
+                f'supported: use one dataset with one annotation list.')
+        placed = features.new_empty((num_samples, features.shape[1]))
+        placed[indices] = features
+        return placed
+
+    def cluster(self, runner: Runner) -> None:
+        """Extract, cluster on rank 0, broadcast and store one round of prototypes."""
+        model = _unwrap(runner.model)
+        prototypes = model.prototypes
+        runner.logger.info(f'HIRL: extracting embeddings of the training set '
+                           f'(epoch {runner.epoch}, clustering round '
+                           f'{int(prototypes.num_updates) + 1})')
+        start = time.perf_counter()
+        features = self.extract(runner)
+        extract_seconds = time.perf_counter() - start
+
+        start = time.perf_counter()
+        num_samples = features.shape[0]
+        if dist.is_main_process():
+            result = self._clusterer(features)
+            centroids, parents, im2cluster = result.centroids, result.parents, result.im2cluster
+        else:
+            centroids = [features.new_empty(k, features.shape[1])
+                         for k in prototypes.num_clusters]
+            parents = [torch.empty(k, dtype=torch.long, device=features.device)
+                       for k in prototypes.num_clusters[:-1]]
+            im2cluster = [torch.empty(num_samples, dtype=torch.long, device=features.device)
+                          for _ in prototypes.num_clusters]
+        del features
+        for tensor in [*centroids, *parents, *im2cluster]:
+            dist.broadcast(tensor, src=0)
+        prototypes.update(centroids, parents, im2cluster)
+        cluster_seconds = time.perf_counter() - start
+        self._log(runner, prototypes, extract_seconds, cluster_seconds)
+
+    def _log(self, runner: Runner, prototypes: nn.Module, extract_seconds: float,
+             cluster_seconds: float) -> None:
+        scalars: Dict[str, float] = {'hirl/extract_seconds': extract_seconds,
+                                     'hirl/cluster_seconds': cluster_seconds}
+        lines = [f'HIRL clustering of {prototypes.num_samples} samples: extraction '
+                 f'{extract_seconds:.1f} s, clustering {cluster_seconds:.1f} s',
+                 f'{"level":>5} {"K":>7} {"min":>7} {"median":>7} {"max":>7} {"empty":>6}']
+        for level, stats in enumerate(cluster_size_stats(prototypes.im2cluster,
+                                                         prototypes.num_clusters)):
+            lines.append(f'{level:>5} {stats["num_clusters"]:>7} {stats["min"]:>7} '
+                         f'{stats["median"]:>7} {stats["max"]:>7} {stats["empty"]:>6}')
+            for key in ('min', 'median', 'max', 'empty'):
+                scalars[f'hirl/level{level}_{key}_size' if key != 'empty'
+                        else f'hirl/level{level}_empty_clusters'] = float(stats[key])
+        runner.logger.info('\n'.join(lines))
+        if dist.is_main_process():
+            runner.visualizer.add_scalars(scalars, step=runner.epoch)
+
+
+def cluster_size_stats(im2cluster: Sequence[Tensor],
+                       num_clusters: Sequence[int]) -> List[Dict[str, int]]:
+    """Per-level cluster sizes: ``num_clusters``, ``min``, ``median``, ``max``, ``empty``.
+
+    Args:
+        im2cluster (Sequence[Tensor]): ``[N]`` assignments per level.
+        num_clusters (Sequence[int]): ``K_l`` per level.
+
+    Returns:
+        list[dict]: One dict of ints per level.
+    """
+    stats = []
+    for assign, k in zip(im2cluster, num_clusters):
+        sizes = torch.bincount(assign.cpu(), minlength=k)
+        stats.append(dict(num_clusters=int(k), min=int(sizes.min()),
+                          median=int(sizes.median()), max=int(sizes.max()),
+                          empty=int((sizes == 0).sum())))
+    return stats

@@ -1,0 +1,132 @@
+"""Tiny real trainings for the tests: a generated image folder and HIRL configs.
+
+Images are small PNGs of four visually distinct classes, read back through mmpretrain's
+``CustomDataset`` and ``LoadImageFromFile`` exactly as an ImageNet-style folder would be.
+"""
+import copy
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from PIL import Image
+
+NUM_CLASSES = 4
+IMG_SIZE = 32
+EMBED_DIM = 64  # ResNet-18 with base_channels=8: 8 * 8 channels at stage 4
+
+
+def make_image_folder(root: Path, per_class: int = 10, seed: int = 0) -> Path:
+    """Write ``NUM_CLASSES * per_class`` PNGs into ``root/class_k/``; returns ``root``."""
+    rng = np.random.default_rng(seed)
+    for label in range(NUM_CLASSES):
+        folder = root / f'class_{label}'
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            img = rng.integers(0, 60, size=(IMG_SIZE, IMG_SIZE, 3))
+            # A class-specific coloured square at a class-specific place.
+            y, x = (label // 2) * 16, (label % 2) * 16
+            img[y:y + 16, x:x + 16, label % 3] += 180
+            Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(folder / f'{i:03d}.png')
+    return root
+
+
+def _views(scale: int) -> list:
+    return [dict(type='RandomResizedCrop', scale=scale, crop_ratio_range=(0.5, 1.0),
+                 backend='pillow'),
+            dict(type='RandomFlip', prob=0.5)]
+
+
+def _method_cfg(algorithm: str) -> dict:
+    """Neck / head / extra arguments of each wrapped algorithm at toy size."""
+    projector = dict(type='NonLinearNeck', in_channels=EMBED_DIM, hid_channels=32,
+                     out_channels=16, num_layers=2, with_avg_pool=True)
+    predictor = dict(type='NonLinearNeck', in_channels=16, hid_channels=16, out_channels=16,
+                     num_layers=2, with_avg_pool=False)
+    if algorithm == 'SimCLR':
+        return dict(neck=projector, head=dict(type='ContrastiveHead',
+                                              loss=dict(type='CrossEntropyLoss'),
+                                              temperature=0.1))
+    if algorithm == 'MoCo':
+        return dict(queue_len=64, feat_dim=16, momentum=0.01,
+                    neck=dict(type='MoCoV2Neck', in_channels=EMBED_DIM, hid_channels=32,
+                              out_channels=16, with_avg_pool=True),
+                    head=dict(type='ContrastiveHead', loss=dict(type='CrossEntropyLoss'),
+                              temperature=0.2))
+    if algorithm == 'SwAV':
+        return dict(neck=dict(type='SwAVNeck', in_channels=EMBED_DIM, hid_channels=32,
+                              out_channels=16, with_avg_pool=True),
+                    head=dict(type='SwAVHead',
+                              loss=dict(type='SwAVLoss', feat_dim=16, num_crops=[2, 2],
+                                        num_prototypes=8)))
+    if algorithm in ('BYOL', 'SimSiam'):
+        extra = dict(base_momentum=0.01) if algorithm == 'BYOL' else {}
+        return dict(neck=projector, **extra,
+                    head=dict(type='LatentPredictHead', predictor=predictor,
+                              loss=dict(type='CosineSimilarityLoss')))
+    raise ValueError(algorithm)
+
+
+def hirl_config(algorithm: str, data_root: Path, work_dir: Path, max_epochs: int = 3,
+                warmup_epochs: int = 1, batch_size: int = 8, num_clusters=(12, 6, 3),
+                iter_wise_assignment: bool = False, seed: int = 0,
+                launcher: str = 'none', backend: str = 'torch',
+                checkpoint_interval: int = 1) -> dict:
+    """A complete mmengine config dict for a toy HIRL pre-training.
+
+    Args:
+        algorithm (str): Wrapped mmpretrain algorithm: SimCLR, MoCo, SwAV, BYOL, SimSiam.
+        data_root (Path): Folder written by :func:`make_image_folder`.
+        work_dir (Path): The runner's work dir.
+
+    Returns:
+        dict: Ready for ``Runner.from_cfg(Config(cfg))``.
+    """
+    if algorithm == 'SwAV':
+        multiview = dict(type='MultiView', num_views=[2, 2],
+                         transforms=[_views(IMG_SIZE), _views(IMG_SIZE // 2)])
+    else:
+        multiview = dict(type='MultiView', num_views=2, transforms=[_views(IMG_SIZE)])
+    model = dict(
+        type='HIRL', algorithm=algorithm,
+        data_preprocessor=dict(type='SelfSupDataPreprocessor', mean=[60.0] * 3,
+                               std=[60.0] * 3, to_rgb=True),
+        backbone=dict(type='ResNet', depth=18, base_channels=8, stem_channels=8),
+        num_clusters=list(num_clusters),
+        semantic_head=dict(type='SemanticPathHead', in_channels=EMBED_DIM, num_neg_path=16,
+                           num_mlp_layer=1),
+        iter_wise_assignment=iter_wise_assignment,
+        **_method_cfg(algorithm))
+    return dict(
+        default_scope='hirl_mm',
+        work_dir=str(work_dir),
+        model=model,
+        train_dataloader=dict(
+            batch_size=batch_size, num_workers=0, drop_last=True,
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            collate_fn=dict(type='default_collate'),
+            dataset=dict(type='CustomDataset', data_root=str(data_root), with_label=False,
+                         pipeline=[dict(type='LoadImageFromFile'), multiview,
+                                   dict(type='PackInputs')])),
+        train_cfg=dict(type='EpochBasedTrainLoop', max_epochs=max_epochs),
+        optim_wrapper=dict(type='OptimWrapper',
+                           optimizer=dict(type='SGD', lr=0.05, momentum=0.9)),
+        custom_hooks=[dict(
+            type='HierarchicalClusteringHook', warmup_epochs=warmup_epochs, interval=1,
+            extract_pipeline=[dict(type='LoadImageFromFile'), dict(type='PackInputs')],
+            clusterer=dict(type='HierarchicalKMeans', backend=backend, num_iters=10,
+                           num_redo=1, seed=0))],
+        default_hooks=dict(
+            logger=dict(type='LoggerHook', interval=1),
+            checkpoint=dict(type='CheckpointHook', interval=checkpoint_interval)),
+        env_cfg=dict(dist_cfg=dict(backend='gloo')),
+        launcher=launcher,
+        randomness=dict(seed=seed),
+        log_level='WARNING',
+    )
+
+
+def with_overrides(cfg: dict, **overrides) -> dict:
+    """A deep copy of ``cfg`` with top-level keys replaced."""
+    cfg = copy.deepcopy(cfg)
+    cfg.update(overrides)
+    return cfg
