@@ -1,19 +1,17 @@
 """Re-compute HIRL's hierarchical prototypes over the whole training set every epoch."""
 import copy
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from mmengine import dist
-from mmengine.dataset import BaseDataset
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
-from mmengine.utils import ProgressBar
 from torch import Tensor, nn
 
 from hirl_mm.registry import CLUSTERERS, HOOKS
-from hirl_mm.utils.dist_utils import all_gather_rows
+from hirl_mm.utils.feature_extraction import extract_embeddings
 
 # The spec's eval transform for ImageNet-sized images (resize 256, center-crop 224).
 IMAGENET_EXTRACT_PIPELINE = [
@@ -120,52 +118,11 @@ class HierarchicalClusteringHook(Hook):
             dataset=_with_pipeline(train_cfg['dataset'], self.extract_pipeline))
         return Runner.build_dataloader(loader_cfg, seed=runner.seed)
 
-    @torch.no_grad()
     def extract(self, runner: Runner) -> Tensor:
         """L2-normalised embeddings of every training sample, ``[N, D]``, on every rank."""
         model = _unwrap(runner.model)
-        loader = self._loader or self._build_loader(runner)
-        num_samples = len(loader.dataset)
-        was_training = model.training
-        model.eval()
-        features, indices = [], []
-        progress = ProgressBar(len(loader)) if dist.is_main_process() else None
-        try:
-            for batch in loader:
-                data = model.data_preprocessor(batch, False)
-                embedding = model.extract_clustering_embedding(data['inputs'])
-                features.append(nn.functional.normalize(embedding.float(), dim=1))
-                indices.append(torch.tensor([int(s.sample_idx) for s in data['data_samples']],
-                                            device=embedding.device))
-                if progress is not None:
-                    progress.update()
-        finally:
-            model.train(was_training)
-        if progress is not None:
-            print(flush=True)  # end the progress bar's line
-        local_features = torch.cat(features) if features else torch.zeros(
-            0, model.prototypes.dim, device=next(model.parameters()).device)
-        local_indices = torch.cat(indices) if indices else torch.zeros(
-            0, dtype=torch.long, device=local_features.device)
-        return self._place(all_gather_rows(local_features),
-                           all_gather_rows(local_indices), num_samples)
-
-    @staticmethod
-    def _place(features: Tensor, indices: Tensor, num_samples: int) -> Tensor:
-        """Put gathered rows at their ``sample_idx``; check each sample came exactly once."""
-        counts = torch.bincount(indices, minlength=num_samples)
-        if counts.numel() != num_samples or bool((counts != 1).any()):
-            missing = int((counts[:num_samples] == 0).sum())
-            repeated = int((counts > 1).sum())
-            raise RuntimeError(
-                f'Feature extraction must see each of the {num_samples} training samples '
-                f'exactly once by sample_idx; {missing} are missing, {repeated} repeated and '
-                f'{max(counts.numel() - num_samples, 0)} indices lie outside the data set. '
-                f'Dataset wrappers that restart sample_idx per part (ConcatDataset) are not '
-                f'supported: use one dataset with one annotation list.')
-        placed = features.new_empty((num_samples, features.shape[1]))
-        placed[indices] = features
-        return placed
+        return extract_embeddings(model, self._loader or self._build_loader(runner),
+                                  model.extract_clustering_embedding)
 
     def cluster(self, runner: Runner) -> None:
         """Extract, cluster on rank 0, broadcast and store one round of prototypes."""

@@ -2,7 +2,6 @@
 from typing import Dict, List, Optional, Sequence, Type, Union
 
 import torch
-from mmengine import dist
 from mmengine.model.averaged_model import BaseAveragedModel
 from mmpretrain.models.selfsup import BaseSelfSupervisor
 from mmpretrain.structures import DataSample

@@ -1,0 +1,9 @@
+"""Functional evaluation tools: k-NN classification and external clustering metrics."""
+from .clustering_metrics import (adjusted_mutual_info, adjusted_rand_index, clustering_scores,
+                                 contingency_matrix, hungarian_accuracy, normalized_mutual_info)
+from .knn import weighted_knn_classify
+
+__all__ = [
+    'weighted_knn_classify', 'contingency_matrix', 'normalized_mutual_info',
+    'adjusted_mutual_info', 'adjusted_rand_index', 'hungarian_accuracy', 'clustering_scores'
+]

@@ -1,0 +1,131 @@
+"""Semantic path head of HIRL: per-level projection MLPs and the path discrimination loss."""
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from torch import Tensor
+
+from hirl_mm.registry import MODELS
+from ..utils.semantic_paths import sample_negative_paths
+
+__all__ = ['SemanticPathHead']
+
+
+@MODELS.register_module()
+class SemanticPathHead(BaseModule):
+    """Projects an image embedding to one semantic embedding per hierarchy level.
+
+    For each level ``l`` a projection MLP ``g_l`` (``num_mlp_layer`` hidden layers
+    ``Linear -> BatchNorm1d -> ReLU`` of width ``in_channels``, then a final ``Linear`` to
+    ``in_channels``, the centroid dimension) maps the embedding to ``z_l``, which is
+    L2-normalised. The loss discriminates each image's semantic path from randomly drawn
+    negative paths (see :func:`hirl_mm.models.losses.semantic_path_loss`).
+
+    Args:
+        in_channels (int): Dimension ``D`` of the input embedding and of the centroids.
+        num_levels (int): Number of hierarchy levels ``L``.
+        num_neg_path (int): Negative paths drawn per image. Defaults to 1000.
+        num_mlp_layer (int): Hidden layers of each projection MLP. Defaults to 2.
+        loss (dict): Config of the loss module. Defaults to
+            ``dict(type='SemanticPathLoss')``.
+        init_cfg (dict | list[dict], optional): Initialisation config. Defaults to None.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 num_levels: int,
+                 num_neg_path: int = 1000,
+                 num_mlp_layer: int = 2,
+                 loss: dict = dict(type='SemanticPathLoss'),
+                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if in_channels < 1 or num_levels < 1:
+            raise ValueError(f'in_channels and num_levels must be >= 1, got {in_channels} '
+                             f'and {num_levels}')
+        if num_neg_path < 0 or num_mlp_layer < 0:
+            raise ValueError(f'num_neg_path and num_mlp_layer must be >= 0, got '
+                             f'{num_neg_path} and {num_mlp_layer}')
+        self.in_channels = in_channels
+        self.num_levels = num_levels
+        self.num_neg_path = num_neg_path
+        self.num_mlp_layer = num_mlp_layer
+        self.projectors = nn.ModuleList(
+            self._build_mlp(in_channels, num_mlp_layer) for _ in range(num_levels))
+        self.loss_module = MODELS.build(loss)
+
+    @staticmethod
+    def _build_mlp(channels: int, num_hidden: int) -> nn.Sequential:
+        """One projection MLP ``g_l``.
+
+        Args:
+            channels (int): Input, hidden and output width.
+            num_hidden (int): Number of ``Linear -> BatchNorm1d -> ReLU`` blocks.
+
+        Returns:
+            nn.Sequential: The MLP.
+        """
+        layers: List[nn.Module] = []
+        for _ in range(num_hidden):
+            layers += [nn.Linear(channels, channels), nn.BatchNorm1d(channels),
+                       nn.ReLU(inplace=True)]
+        layers.append(nn.Linear(channels, channels))
+        return nn.Sequential(*layers)
+
+    def forward(self, embedding: Tensor) -> List[Tensor]:
+        """Compute the L2-normalised semantic embedding of every level.
+
+        Args:
+            embedding (Tensor): ``[N, in_channels]`` image embeddings.
+
+        Returns:
+            List[Tensor]: ``num_levels`` tensors ``[N, in_channels]`` of unit norm.
+        """
+        if embedding.dim() != 2 or embedding.shape[1] != self.in_channels:
+            raise ValueError(f'embedding must be [N, {self.in_channels}], got shape '
+                             f'{tuple(embedding.shape)}')
+        return [F.normalize(g(embedding), dim=1) for g in self.projectors]
+
+    def loss(self,
+             embedding: Tensor,
+             pos_paths: Optional[Tensor] = None,
+             centroids: Optional[Sequence[Tensor]] = None,
+             parents: Optional[Sequence[Tensor]] = None) -> Dict[str, Tensor]:
+        """Compute the semantic path loss of a batch.
+
+        Before the first clustering (``centroids is None``) the MLPs still run and a zero
+        loss connected to every parameter of the head is returned, so that
+        DistributedDataParallel sees all parameters used in every iteration.
+
+        Args:
+            embedding (Tensor): ``[N, in_channels]`` image embeddings (first view).
+            pos_paths (Tensor, optional): ``[N, L]`` semantic path of each image.
+                Required when ``centroids`` is given.
+            centroids (Sequence[Tensor], optional): ``L`` L2-normalised centroid tensors
+                ``[K_l, in_channels]``; None during the clustering warm-up.
+            parents (Sequence[Tensor], optional): ``L - 1`` parent tensors;
+                ``parents[l][k]`` is the level-(l+1) cluster of level-l cluster ``k``.
+                Required when ``centroids`` is given (may be empty for ``L == 1``).
+
+        Returns:
+            Dict[str, Tensor]: ``{'loss_semantic': scalar}``.
+        """
+        z = self(embedding)
+        if centroids is None:
+            # Zero, but with a graph through every projection parameter (DDP-friendly).
+            return dict(loss_semantic=sum(level.sum() for level in z) * 0.)
+        if pos_paths is None or parents is None:
+            raise ValueError('pos_paths and parents are required when centroids are given')
+        if len(centroids) != self.num_levels:
+            raise ValueError(f'got {len(centroids)} levels of centroids, the head has '
+                             f'{self.num_levels}')
+        if len(parents) != self.num_levels - 1:
+            raise ValueError(f'got {len(parents)} parent tensors, expected '
+                             f'{self.num_levels - 1}')
+        # Global generator of the data's device: randomness follows the global seed.
+        neg_paths = sample_negative_paths(
+            embedding.shape[0], self.num_neg_path, centroids[0].shape[0], parents,
+            device=embedding.device)
+        pos_paths = pos_paths.to(embedding.device)
+        loss = self.loss_module(z, centroids, pos_paths, neg_paths)
+        return dict(loss_semantic=loss)

@@ -1,0 +1,87 @@
+"""Embed a whole data set, split across ranks, gathered and placed by ``sample_idx``."""
+from typing import Callable
+
+import torch
+from mmengine import dist
+from mmengine.utils import ProgressBar
+from torch import Tensor, nn
+
+from .dist_utils import all_gather_rows
+
+
+@torch.no_grad()
+def extract_embeddings(model: nn.Module, dataloader: torch.utils.data.DataLoader,
+                       embed: Callable[[Tensor], Tensor], normalize: bool = True,
+                       show_progress: bool = True) -> Tensor:
+    """Embeddings of every sample of ``dataloader.dataset``, in ``sample_idx`` order.
+
+    Each rank embeds its share (use an unpadded sampler, e.g. ``DefaultSampler(
+    round_up=False, shuffle=False)``); rows are gathered from every rank with their
+    ``sample_idx`` and placed by it. Every sample must arrive exactly once.
+
+    Args:
+        model (nn.Module): The (unwrapped) model; its ``data_preprocessor`` prepares
+            batches. It is put in eval mode during extraction and restored afterwards.
+        dataloader (DataLoader): Yields ``default_collate`` batches of ``PackInputs``
+            outputs whose data samples carry ``sample_idx``.
+        embed (Callable): Maps a preprocessed ``[B, C, H, W]`` batch to ``[B, D]``.
+        normalize (bool): L2-normalise the embeddings. Defaults to True.
+        show_progress (bool): Progress bar on the main process. Defaults to True.
+
+    Returns:
+        Tensor: ``[N, D]`` float32 on every rank, on the embeddings' device.
+    """
+    was_training = model.training
+    model.eval()
+    features, indices = [], []
+    progress = ProgressBar(len(dataloader)) if show_progress and dist.is_main_process() \
+        else None
+    try:
+        for batch in dataloader:
+            data = model.data_preprocessor(batch, False)
+            embedding = embed(data['inputs']).float()
+            if normalize:
+                embedding = nn.functional.normalize(embedding, dim=1)
+            features.append(embedding)
+            indices.append(torch.tensor([int(s.sample_idx) for s in data['data_samples']],
+                                        device=embedding.device))
+            if progress is not None:
+                progress.update()
+    finally:
+        model.train(was_training)
+    if progress is not None:
+        print(flush=True)  # end the progress bar's line
+    if not features:
+        raise RuntimeError('This rank got no sample to embed; the data set is smaller than '
+                           'the number of processes.')
+    return place_by_index(all_gather_rows(torch.cat(features)),
+                          all_gather_rows(torch.cat(indices)), len(dataloader.dataset))
+
+
+def place_by_index(rows: Tensor, indices: Tensor, num_samples: int) -> Tensor:
+    """Put ``rows[i]`` at position ``indices[i]``, checking each index comes exactly once.
+
+    Args:
+        rows (Tensor): ``[M, D]`` gathered rows.
+        indices (Tensor): ``[M]`` their ``sample_idx``.
+        num_samples (int): ``N``, the data set's size.
+
+    Returns:
+        Tensor: ``[N, D]``.
+
+    Raises:
+        RuntimeError: If an index is missing, repeated or out of range.
+    """
+    counts = torch.bincount(indices, minlength=num_samples)
+    if counts.numel() != num_samples or bool((counts != 1).any()):
+        missing = int((counts[:num_samples] == 0).sum())
+        repeated = int((counts > 1).sum())
+        raise RuntimeError(
+            f'Feature extraction must see each of the {num_samples} samples exactly once '
+            f'by sample_idx; {missing} are missing, {repeated} repeated and '
+            f'{max(counts.numel() - num_samples, 0)} indices lie outside the data set. '
+            f'Use an unpadded sampler (DefaultSampler(round_up=False)); dataset wrappers '
+            f'that restart sample_idx per part (ConcatDataset) are not supported.')
+    placed = rows.new_empty((num_samples, rows.shape[1]))
+    placed[indices] = rows
+    return placed

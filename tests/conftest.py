@@ -1,0 +1,15 @@
+"""Shared fixtures: the tests folder is importable (tiny_setup) and a toy image folder."""
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny_setup import make_image_folder  # noqa: E402
+
+
+@pytest.fixture(scope='session')
+def image_folder(tmp_path_factory) -> Path:
+    """40 PNGs of 4 classes in an ImageNet-style folder, shared by the session."""
+    return make_image_folder(tmp_path_factory.mktemp('images'), per_class=10)

@@ -1,0 +1,65 @@
+import pytest
+import torch
+
+from hirl_mm.models.utils.hierarchical_prototypes import HierarchicalPrototypes
+
+
+def _clustering(n=10, dim=4):
+    torch.manual_seed(0)
+    centroids = [torch.nn.functional.normalize(torch.randn(k, dim), dim=1) for k in (4, 2)]
+    parents = [torch.tensor([0, 0, 1, 1])]
+    im2 = torch.randint(0, 4, (n, ))
+    return centroids, parents, [im2, parents[0][im2]]
+
+
+def test_update_and_paths():
+    protos = HierarchicalPrototypes([4, 2], dim=4)
+    assert not protos.ready and protos.num_samples == 0
+    with pytest.raises(RuntimeError, match='No clustering yet'):
+        protos.paths(torch.tensor([0]))
+    centroids, parents, im2cluster = _clustering()
+    protos.update(centroids, parents, im2cluster)
+    assert protos.ready and protos.num_samples == 10 and int(protos.num_updates) == 1
+    idx = torch.tensor([3, 0, 7])
+    paths = protos.paths(idx)
+    assert paths.shape == (3, 2)
+    assert torch.equal(paths[:, 0], im2cluster[0][idx])
+    assert torch.equal(paths[:, 1], parents[0][paths[:, 0]])
+    with pytest.raises(IndexError, match='outside the 10 clustered samples'):
+        protos.paths(torch.tensor([10]))
+
+
+def test_update_rejects_wrong_shapes():
+    protos = HierarchicalPrototypes([4, 2], dim=4)
+    centroids, parents, im2cluster = _clustering(dim=5)
+    with pytest.raises(ValueError, match='do not fit'):
+        protos.update(centroids, parents, im2cluster)
+    with pytest.raises(ValueError, match='levels'):
+        protos.update(centroids[:1], [], im2cluster[:1])
+
+
+def test_state_dict_round_trip_resizes_assignments():
+    protos = HierarchicalPrototypes([4, 2], dim=4)
+    protos.update(*_clustering(n=13))
+    fresh = HierarchicalPrototypes([4, 2], dim=4)
+    fresh.load_state_dict(protos.state_dict())
+    assert fresh.ready and fresh.num_samples == 13
+    for a, b in zip(fresh.state_dict().values(), protos.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_reassign_moves_to_nearest_and_lifts():
+    protos = HierarchicalPrototypes([4, 2], dim=4)
+    centroids, parents, im2cluster = _clustering()
+    protos.update(centroids, parents, im2cluster)
+    idx = torch.tensor([1, 2])
+    target = torch.tensor([3, 1])
+    changed = protos.reassign(idx, centroids[0][target])
+    assert torch.equal(protos.im2cluster[0][idx], target)
+    assert torch.equal(protos.im2cluster[1][idx], parents[0][target])
+    assert torch.equal(changed, im2cluster[0][idx] != target)
+
+
+def test_empty_levels_rejected():
+    with pytest.raises(ValueError, match='num_clusters is empty'):
+        HierarchicalPrototypes([], dim=4)

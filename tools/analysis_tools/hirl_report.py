@@ -1,0 +1,121 @@
+"""Report on a HIRL checkpoint: prototypes, KNN top-1 and NMI of every learned level.
+
+Usage:
+    python tools/analysis_tools/hirl_report.py CONFIG CHECKPOINT [--out report.json]
+
+The config needs a ``report`` dict (see configs/demo/): ``query_dataset`` (labelled queries
+for KNN), ``eval_pipeline`` (applied to the training set, the KNN memory), ``knn_ks``,
+``batch_size``. If the training set has coarse labels (``get_coarse_labels()``), every level
+is also scored against them.
+"""
+import argparse
+import json
+import os.path as osp
+import sys
+from typing import Dict, List
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner, load_checkpoint
+
+import hirl_mm  # noqa: F401  (registers components, allows mmengine checkpoints)
+from hirl_mm.engine.hooks import cluster_size_stats
+from hirl_mm.evaluation import clustering_scores, weighted_knn_classify
+from hirl_mm.models.utils.embedding import backbone_embedding
+from hirl_mm.registry import MODELS
+from hirl_mm.utils.feature_extraction import extract_embeddings
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config', help='the config the checkpoint was trained with')
+    parser.add_argument('checkpoint', help='checkpoint written by tools/train.py')
+    parser.add_argument('--out', help='JSON file for the results (default: next to the '
+                        'checkpoint, <name>_report.json)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value')
+    return parser.parse_args()
+
+
+def _loader(dataset_cfg: dict, batch_size: int) -> torch.utils.data.DataLoader:
+    return Runner.build_dataloader(dict(
+        batch_size=batch_size, num_workers=0, dataset=dataset_cfg,
+        sampler=dict(type='DefaultSampler', shuffle=False, round_up=False),
+        collate_fn=dict(type='default_collate')))
+
+
+def _labels(dataset, name: str) -> torch.Tensor:
+    return torch.as_tensor(getattr(dataset, name)(), dtype=torch.long)
+
+
+def main() -> int:
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    if 'report' not in cfg:
+        sys.exit(f'{args.config} has no `report` dict (query_dataset, eval_pipeline, '
+                 f'knn_ks, batch_size); see configs/demo/ for an example.')
+    if not osp.isfile(args.checkpoint):
+        sys.exit(f'Checkpoint {args.checkpoint} not found; train first (tools/train.py).')
+    init_default_scope(cfg.get('default_scope', 'hirl_mm'))
+    report = cfg.report
+
+    model = MODELS.build(cfg.model)
+    load_checkpoint(model, args.checkpoint, map_location='cpu', revise_keys=[])
+    model.eval()
+    results: Dict[str, object] = {'checkpoint': osp.abspath(args.checkpoint)}
+
+    prototypes = model.prototypes
+    print(f'\n== Hierarchical prototypes ({int(prototypes.num_updates)} clustering rounds, '
+          f'{prototypes.num_samples} samples) ==')
+    print(f'{"level":>5} {"K":>6} {"min":>6} {"median":>6} {"max":>6} {"empty":>6}')
+    stats = cluster_size_stats(prototypes.im2cluster, prototypes.num_clusters) \
+        if prototypes.ready else []
+    for level, s in enumerate(stats):
+        print(f'{level:>5} {s["num_clusters"]:>6} {s["min"]:>6} {s["median"]:>6} '
+              f'{s["max"]:>6} {s["empty"]:>6}')
+    results['cluster_stats'] = stats
+
+    train_cfg = dict(cfg.train_dataloader.dataset, pipeline=report.eval_pipeline)
+    memory_loader = _loader(train_cfg, report.batch_size)
+    query_loader = _loader(report.query_dataset, report.batch_size)
+    embed = lambda x: backbone_embedding(model.backbone(x))  # noqa: E731
+    memory = extract_embeddings(model, memory_loader, embed, show_progress=False)
+    queries = extract_embeddings(model, query_loader, embed, show_progress=False)
+    memory_labels = _labels(memory_loader.dataset, 'get_gt_labels')
+    query_labels = _labels(query_loader.dataset, 'get_gt_labels')
+    num_classes = len(memory_loader.dataset.metainfo['classes'])
+    knn = weighted_knn_classify(memory, memory_labels, queries, query_labels, num_classes,
+                                ks=report.get('knn_ks', (10, 20, 100, 200)))
+    print(f'\n== KNN top-1 of the backbone ({len(memory)} train images as memory, '
+          f'{len(queries)} test images, T=0.07) ==')
+    print('  '.join(f'k={k}: {acc:.2f}%' for k, acc in knn.items()))
+    results['knn_top1'] = {str(k): v for k, v in knn.items()}
+
+    if prototypes.ready:
+        label_sets = {'fine': memory_labels}
+        if hasattr(memory_loader.dataset, 'get_coarse_labels'):
+            label_sets['coarse'] = _labels(memory_loader.dataset, 'get_coarse_labels')
+        print('\n== Learned levels against the labels of the training images ==')
+        header = ''.join(f'  NMI/{name:<7}' for name in label_sets)
+        print(f'{"level":>5} {"K":>6}{header}')
+        scores: List[dict] = []
+        for level, assign in enumerate(prototypes.im2cluster):
+            row = {name: clustering_scores(labels.numpy(), assign.cpu().numpy())
+                   for name, labels in label_sets.items()}
+            scores.append(row)
+            cells = ''.join(f'  {row[n]["nmi"]:>11.3f}' for n in label_sets)
+            print(f'{level:>5} {prototypes.num_clusters[level]:>6}{cells}')
+        results['level_scores'] = scores
+
+    out = args.out or osp.splitext(args.checkpoint)[0] + '_report.json'
+    with open(out, 'w') as f:
+        json.dump(results, f, indent=2)
+    print(f'\nCheckpoint: {osp.abspath(args.checkpoint)}\nReport:     {osp.abspath(out)}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
