@@ -5,7 +5,6 @@ Images are small PNGs of four visually distinct classes, read back through mmpre
 """
 import copy
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -38,10 +37,12 @@ def _views(scale: int) -> list:
 
 def _method_cfg(algorithm: str) -> dict:
     """Neck / head / extra arguments of each wrapped algorithm at toy size."""
+    # mmpretrain's necks default to SyncBN, which has no CPU implementation.
+    bn = dict(type='BN1d')
     projector = dict(type='NonLinearNeck', in_channels=EMBED_DIM, hid_channels=32,
-                     out_channels=16, num_layers=2, with_avg_pool=True)
+                     out_channels=16, num_layers=2, with_avg_pool=True, norm_cfg=bn)
     predictor = dict(type='NonLinearNeck', in_channels=16, hid_channels=16, out_channels=16,
-                     num_layers=2, with_avg_pool=False)
+                     num_layers=2, with_avg_pool=False, norm_cfg=bn)
     if algorithm == 'SimCLR':
         return dict(neck=projector, head=dict(type='ContrastiveHead',
                                               loss=dict(type='CrossEntropyLoss'),
@@ -49,12 +50,12 @@ def _method_cfg(algorithm: str) -> dict:
     if algorithm == 'MoCo':
         return dict(queue_len=64, feat_dim=16, momentum=0.01,
                     neck=dict(type='MoCoV2Neck', in_channels=EMBED_DIM, hid_channels=32,
-                              out_channels=16, with_avg_pool=True),
+                              out_channels=16, with_avg_pool=True),  # no BN
                     head=dict(type='ContrastiveHead', loss=dict(type='CrossEntropyLoss'),
                               temperature=0.2))
     if algorithm == 'SwAV':
         return dict(neck=dict(type='SwAVNeck', in_channels=EMBED_DIM, hid_channels=32,
-                              out_channels=16, with_avg_pool=True),
+                              out_channels=16, with_avg_pool=True, norm_cfg=bn),
                     head=dict(type='SwAVHead',
                               loss=dict(type='SwAVLoss', feat_dim=16, num_crops=[2, 2],
                                         num_prototypes=8)))

@@ -40,8 +40,9 @@ model = dict(
     data_preprocessor=dict(
         type='SelfSupDataPreprocessor', mean=[72.9] * 3, std=[90.0] * 3, to_rgb=False),
     backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=16, base_channels=16),
+    # BN, not mmpretrain's default SyncBN: the demo also runs as 2 CPU processes.
     neck=dict(type='NonLinearNeck', in_channels=128, hid_channels=256, out_channels=64,
-              num_layers=2, with_avg_pool=True),
+              num_layers=2, with_avg_pool=True, norm_cfg=dict(type='BN1d')),
     head=dict(type='ContrastiveHead', loss=dict(type='CrossEntropyLoss'), temperature=0.2),
     num_clusters=[100, 10, 5],
     semantic_head=dict(type='SemanticPathHead', in_channels=128, num_neg_path=100,

@@ -20,7 +20,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner, load_checkpoint
 
 import hirl_mm  # noqa: F401  (registers components, allows mmengine checkpoints)
-from hirl_mm.engine.hooks import cluster_size_stats
+from hirl_mm.clustering import cluster_size_stats, format_cluster_size_stats
 from hirl_mm.evaluation import clustering_scores, weighted_knn_classify
 from hirl_mm.models.utils.embedding import backbone_embedding
 from hirl_mm.registry import MODELS
@@ -70,12 +70,8 @@ def main() -> int:
     prototypes = model.prototypes
     print(f'\n== Hierarchical prototypes ({int(prototypes.num_updates)} clustering rounds, '
           f'{prototypes.num_samples} samples) ==')
-    print(f'{"level":>5} {"K":>6} {"min":>6} {"median":>6} {"max":>6} {"empty":>6}')
-    stats = cluster_size_stats(prototypes.im2cluster, prototypes.num_clusters) \
-        if prototypes.ready else []
-    for level, s in enumerate(stats):
-        print(f'{level:>5} {s["num_clusters"]:>6} {s["min"]:>6} {s["median"]:>6} '
-              f'{s["max"]:>6} {s["empty"]:>6}')
+    stats = cluster_size_stats(prototypes.as_result()) if prototypes.ready else []
+    print(format_cluster_size_stats(stats))
     results['cluster_stats'] = stats
 
     train_cfg = dict(cfg.train_dataloader.dataset, pipeline=report.eval_pipeline)

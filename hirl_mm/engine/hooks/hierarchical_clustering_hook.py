@@ -10,6 +10,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from torch import Tensor, nn
 
+from hirl_mm.clustering import cluster_size_stats, format_cluster_size_stats
 from hirl_mm.registry import CLUSTERERS, HOOKS
 from hirl_mm.utils.feature_extraction import extract_embeddings
 
@@ -156,38 +157,15 @@ class HierarchicalClusteringHook(Hook):
 
     def _log(self, runner: Runner, prototypes: nn.Module, extract_seconds: float,
              cluster_seconds: float) -> None:
-        scalars: Dict[str, float] = {'hirl/extract_seconds': extract_seconds,
-                                     'hirl/cluster_seconds': cluster_seconds}
-        lines = [f'HIRL clustering of {prototypes.num_samples} samples: extraction '
-                 f'{extract_seconds:.1f} s, clustering {cluster_seconds:.1f} s',
-                 f'{"level":>5} {"K":>7} {"min":>7} {"median":>7} {"max":>7} {"empty":>6}']
-        for level, stats in enumerate(cluster_size_stats(prototypes.im2cluster,
-                                                         prototypes.num_clusters)):
-            lines.append(f'{level:>5} {stats["num_clusters"]:>7} {stats["min"]:>7} '
-                         f'{stats["median"]:>7} {stats["max"]:>7} {stats["empty"]:>6}')
-            for key in ('min', 'median', 'max', 'empty'):
-                scalars[f'hirl/level{level}_{key}_size' if key != 'empty'
-                        else f'hirl/level{level}_empty_clusters'] = float(stats[key])
-        runner.logger.info('\n'.join(lines))
+        stats = cluster_size_stats(prototypes.as_result())
+        runner.logger.info(
+            f'HIRL clustering of {prototypes.num_samples} samples: extraction '
+            f'{extract_seconds:.1f} s, clustering {cluster_seconds:.1f} s\n'
+            + format_cluster_size_stats(stats))
         if dist.is_main_process():
+            scalars: Dict[str, float] = {'hirl/extract_seconds': extract_seconds,
+                                         'hirl/cluster_seconds': cluster_seconds}
+            for s in stats:
+                for key in ('min_size', 'median_size', 'max_size', 'num_empty'):
+                    scalars[f'hirl/level{s["level"]}_{key}'] = float(s[key])
             runner.visualizer.add_scalars(scalars, step=runner.epoch)
-
-
-def cluster_size_stats(im2cluster: Sequence[Tensor],
-                       num_clusters: Sequence[int]) -> List[Dict[str, int]]:
-    """Per-level cluster sizes: ``num_clusters``, ``min``, ``median``, ``max``, ``empty``.
-
-    Args:
-        im2cluster (Sequence[Tensor]): ``[N]`` assignments per level.
-        num_clusters (Sequence[int]): ``K_l`` per level.
-
-    Returns:
-        list[dict]: One dict of ints per level.
-    """
-    stats = []
-    for assign, k in zip(im2cluster, num_clusters):
-        sizes = torch.bincount(assign.cpu(), minlength=k)
-        stats.append(dict(num_clusters=int(k), min=int(sizes.min()),
-                          median=int(sizes.median()), max=int(sizes.max()),
-                          empty=int((sizes == 0).sum())))
-    return stats

@@ -9,7 +9,8 @@ from torch import Tensor, nn
 
 from hirl_mm.registry import MODELS
 from hirl_mm.utils.dist_utils import all_gather_rows
-from ..utils.backbone_capture import find_view_output, record_calls
+from ..utils.backbone_capture import (find_view_output, record_calls_of,
+                                      try_find_view_output)
 from ..utils.embedding import backbone_embedding
 from ..utils.hierarchical_prototypes import HierarchicalPrototypes
 
@@ -98,10 +99,13 @@ class HIRLMixin:
             Dict[str, Tensor]: The algorithm's losses, ``loss_semantic`` and, with
             iter-wise assignment, ``assign_changed_ratio``.
         """
-        with record_calls(self.backbone) as calls:
+        momentum = self.momentum_backbone()
+        watched = [self.backbone] + ([momentum] if momentum is not None else [])
+        with record_calls_of(watched) as (calls, *momentum_calls):
             losses = super().loss(inputs, data_samples, **kwargs)
         views = inputs if isinstance(inputs, (list, tuple)) else [inputs]
-        embedding = backbone_embedding(find_view_output(calls, views[0]))
+        first_view = find_view_output(calls, views[0])
+        embedding = backbone_embedding(first_view)
         if not self.prototypes.ready:
             # Warm-up: a zero loss still touching every head parameter keeps DDP happy.
             losses.update(self.semantic_head.loss(embedding))
@@ -109,13 +113,31 @@ class HIRLMixin:
 
         sample_idx = self._sample_idx(data_samples, embedding.device)
         if self.iter_wise_assignment and self.training:
-            key_view = views[1] if len(views) > 1 else views[0]
-            key_embedding = backbone_embedding(find_view_output(calls, key_view)).detach()
+            key_output = self._key_view_output(views, calls, momentum_calls)
+            key_embedding = backbone_embedding(
+                first_view if key_output is None else key_output).detach()
             losses['assign_changed_ratio'] = self._reassign(sample_idx, key_embedding)
         losses.update(
             self.semantic_head.loss(embedding, self.prototypes.paths(sample_idx),
                                     self.prototypes.centroids, self.prototypes.parents))
         return losses
+
+    @staticmethod
+    def _key_view_output(views: List[Tensor], calls: list,
+                         momentum_calls: List[list]) -> Optional[object]:
+        """Backbone output of the key (second) view for iter-wise re-assignment.
+
+        The momentum encoder's output is preferred (it is what was clustered), then the
+        online backbone's. ``None`` when neither saw the key view as a whole (e.g. MoCo
+        shuffles keys across ranks): the caller then uses the first view.
+        """
+        if len(views) < 2:
+            return None
+        for recorded in [*momentum_calls, calls]:
+            output = try_find_view_output(recorded, views[1])
+            if output is not None:
+                return output
+        return None
 
     @staticmethod
     def _sample_idx(data_samples: List[DataSample], device: torch.device) -> Tensor:

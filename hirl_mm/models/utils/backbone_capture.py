@@ -8,8 +8,8 @@ once per view, SwAV stacks views of one resolution (``[v0; v1]``), SimCLR interl
 (``[x0v0, x0v1, x1v0, ...]``). The rows are located by comparing the backbone's recorded
 input with the view's tensor, so any layout of these kinds is found without per-method code.
 """
-from contextlib import contextmanager
-from typing import Any, Iterator, List, Tuple
+from contextlib import ExitStack, contextmanager
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -40,6 +40,13 @@ def record_calls(module: nn.Module) -> Iterator[List[BackboneCall]]:
         handle.remove()
 
 
+@contextmanager
+def record_calls_of(modules: Sequence[nn.Module]) -> Iterator[List[List[BackboneCall]]]:
+    """:func:`record_calls` for several modules at once; yields one list per module."""
+    with ExitStack() as stack:
+        yield [stack.enter_context(record_calls(module)) for module in modules]
+
+
 def _select(output: Any, fn) -> Any:
     """Apply a row selection to every tensor of a (nested) backbone output."""
     if isinstance(output, Tensor):
@@ -47,6 +54,14 @@ def _select(output: Any, fn) -> Any:
     if isinstance(output, (tuple, list)):
         return type(output)(_select(o, fn) for o in output)
     return output
+
+
+def try_find_view_output(calls: List[BackboneCall], view: Tensor) -> Optional[Any]:
+    """Like :func:`find_view_output`, but ``None`` when the view is not found."""
+    try:
+        return find_view_output(calls, view)
+    except RuntimeError:
+        return None
 
 
 def find_view_output(calls: List[BackboneCall], view: Tensor) -> Any:

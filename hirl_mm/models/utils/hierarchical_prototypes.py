@@ -4,6 +4,8 @@ from typing import List, Sequence
 import torch
 from torch import Tensor, nn
 
+from hirl_mm.clustering.result import HierarchicalClusteringResult
+
 
 class HierarchicalPrototypes(nn.Module):
     """The state of the latest hierarchical clustering, kept in buffers.
@@ -63,6 +65,11 @@ class HierarchicalPrototypes(nn.Module):
     def im2cluster(self) -> List[Tensor]:
         """``[N]`` per level."""
         return [getattr(self, f'im2cluster_{level}') for level in range(self.num_levels)]
+
+    def as_result(self) -> HierarchicalClusteringResult:
+        """The stored clustering as a :class:`HierarchicalClusteringResult` (no copies)."""
+        return HierarchicalClusteringResult(centroids=self.centroids, parents=self.parents,
+                                            im2cluster=self.im2cluster)
 
     @torch.no_grad()
     def update(self, centroids: Sequence[Tensor], parents: Sequence[Tensor],

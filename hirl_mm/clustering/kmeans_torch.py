@@ -1,0 +1,194 @@
+"""Flat k-means in pure torch, on whatever device the points are (e.g. CUDA without faiss-gpu).
+
+It follows faiss's recipe so that both back ends behave alike: train on a random subset of
+at most ``k * max_points_per_centroid`` points, initialise each restart with ``k`` random
+training points, run Lloyd iterations, repair empty clusters by splitting a large one, keep
+the restart with the lowest objective, then assign every point to its nearest centroid.
+All randomness comes from a CPU ``torch.Generator`` seeded with ``seed``, and the centroid
+sums avoid atomic adds, so a seed gives the same result on every run.
+"""
+from typing import Optional, Tuple
+
+import torch
+from mmengine.logging import print_log
+from torch import Tensor
+
+# Relative perturbation of a split centroid (the value faiss uses).
+SPLIT_EPS = 1.0 / 1024.0
+# Elements of one [rows, k] distance block: bounds memory to ~64 MB whatever n and k are.
+CHUNK_ELEMENTS = 1 << 24
+
+
+def nearest_centroid(x: Tensor,
+                     centroids: Tensor,
+                     x_sq_norms: Optional[Tensor] = None,
+                     chunk_elements: int = CHUNK_ELEMENTS) -> Tuple[Tensor, Tensor]:
+    """Nearest centroid (squared L2) of every point, by chunked matrix products.
+
+    Args:
+        x (Tensor): ``[n, D]`` float32 points.
+        centroids (Tensor): ``[k, D]`` float32 centroids on ``x``'s device.
+        x_sq_norms (Tensor, optional): ``[n]`` squared norms of ``x``, to reuse across
+            iterations; computed when not given.
+        chunk_elements (int): Largest number of entries of one ``[rows, k]`` block.
+
+    Returns:
+        tuple[Tensor, Tensor]: ``[n]`` int64 index of the nearest centroid (the lowest index
+        on ties) and ``[n]`` float32 squared distance to it.
+    """
+    n, k = x.shape[0], centroids.shape[0]
+    sq_norms = (centroids * centroids).sum(dim=1)
+    if x_sq_norms is None:
+        x_sq_norms = (x * x).sum(dim=1)
+    assignment = torch.empty(n, dtype=torch.long, device=x.device)
+    sq_dists = torch.empty(n, dtype=torch.float32, device=x.device)
+    rows = max(1, chunk_elements // k)
+    for start in range(0, n, rows):
+        block = x[start:start + rows]
+        # |x - c|^2 = |x|^2 - 2 x.c + |c|^2; |x|^2 does not change the argmin.
+        scores = torch.addmm(sq_norms, block, centroids.t(), beta=1, alpha=-2)
+        best, idx = scores.min(dim=1)
+        assignment[start:start + rows] = idx
+        sq_dists[start:start + rows] = (best + x_sq_norms[start:start + rows]).clamp_min_(0)
+    return assignment, sq_dists
+
+
+def centroid_sums(x: Tensor, assignment: Tensor, counts: Tensor,
+                  sorted_segments: Optional[bool] = None) -> Tensor:
+    """Sum of the points of every cluster, deterministically.
+
+    ``index_add_`` adds with atomics on CUDA (run-to-run float noise), so on CUDA the points
+    are sorted by cluster and summed segment by segment; on CPU ``index_add_`` is
+    sequential, hence deterministic, and about 4x faster than sorting.
+
+    Args:
+        x (Tensor): ``[n, D]`` float32 points.
+        assignment (Tensor): ``[n]`` int64 cluster of every point.
+        counts (Tensor): ``[k]`` int64 cluster sizes (``bincount`` of ``assignment``).
+        sorted_segments (bool, optional): Force the sorted-segment (True) or ``index_add_``
+            (False) path; by default sorted segments on CUDA only.
+
+    Returns:
+        Tensor: ``[k, D]`` sums (zero rows for empty clusters).
+    """
+    if sorted_segments is None:
+        sorted_segments = x.is_cuda
+    if sorted_segments:
+        order = torch.argsort(assignment, stable=True)
+        return torch.segment_reduce(x[order], 'sum', lengths=counts, axis=0, unsafe=True)
+    sums = x.new_zeros(counts.shape[0], x.shape[1])
+    return sums.index_add_(0, assignment, x)
+
+
+def split_empty_clusters(centroids: Tensor, counts: Tensor) -> int:
+    """Give every empty cluster half of a large cluster, in place (faiss-style).
+
+    An empty cluster takes a copy of the centroid of one of the largest clusters; the two
+    copies are pushed apart by a small symmetric perturbation (``1 +/- SPLIT_EPS`` with
+    alternating signs across dimensions) and the donor's count is shared between them.
+    Done in rounds so it stays vectorised: each round pairs the empty clusters with the
+    largest clusters of at least 2 points; the number of non-empty clusters about doubles
+    per round.
+
+    Args:
+        centroids (Tensor): ``[k, D]`` centroids; empty clusters' rows may hold anything.
+        counts (Tensor): ``[k]`` int64 cluster sizes; updated to the shared-out sizes.
+
+    Returns:
+        int: The number of clusters that were split.
+    """
+    dim = centroids.shape[1]
+    signs = torch.ones(dim, device=centroids.device)
+    signs[1::2] = -1
+    grow, shrink = 1 + SPLIT_EPS * signs, 1 - SPLIT_EPS * signs
+    num_split = 0
+    while True:
+        empty = torch.nonzero(counts == 0).squeeze(1)
+        if empty.numel() == 0:
+            break
+        sizes, donors = torch.sort(counts, descending=True, stable=True)
+        donors = donors[sizes >= 2]  # a single point cannot be shared
+        num = min(empty.numel(), donors.numel())
+        if num == 0:
+            break  # only when there are fewer points than clusters, which callers forbid
+        empty, donors = empty[:num], donors[:num]
+        donor_centroids = centroids[donors]
+        centroids[empty] = donor_centroids * grow
+        centroids[donors] = donor_centroids * shrink
+        half = counts[donors] // 2
+        counts[empty] = half
+        counts[donors] -= half
+        num_split += num
+    return num_split
+
+
+def _lloyd(train: Tensor, train_sq_norms: Tensor, init: Tensor,
+           num_iters: int) -> Tuple[Tensor, float, int]:
+    """Lloyd iterations from ``init``; returns centroids, the last objective, #splits."""
+    centroids = init.clone()
+    k = centroids.shape[0]
+    objective, num_split = float('inf'), 0
+    for _ in range(num_iters):
+        assignment, sq_dists = nearest_centroid(train, centroids, train_sq_norms)
+        # As in faiss: the objective of the last assignment step ranks the restarts.
+        objective = float(sq_dists.double().sum())
+        counts = torch.bincount(assignment, minlength=k)
+        sums = centroid_sums(train, assignment, counts)
+        centroids = sums / counts.clamp_min(1).unsqueeze(1).to(sums.dtype)
+        num_split += split_empty_clusters(centroids, counts)
+    return centroids, objective, num_split
+
+
+def kmeans(x: Tensor,
+           k: int,
+           num_iters: int = 20,
+           num_redo: int = 5,
+           seed: int = 0,
+           max_points_per_centroid: int = 1000,
+           min_points_per_centroid: int = 10,
+           verbose: bool = False) -> Tuple[Tensor, Tensor]:
+    """Cluster the rows of ``x`` into ``k`` clusters with pure torch.
+
+    Args:
+        x (Tensor): ``[n, D]`` finite points, any device and float dtype.
+        k (int): Number of clusters, ``1 <= k <= n``.
+        num_iters (int): Lloyd iterations per restart.
+        num_redo (int): Restarts; the one with the lowest objective is kept.
+        seed (int): Seed of the subsampling and the initialisations.
+        max_points_per_centroid (int): Train on a random subset of
+            ``k * max_points_per_centroid`` points when ``n`` is larger.
+        min_points_per_centroid (int): Unused (the caller warns about too few points);
+            kept so that every back end has the same signature.
+        verbose (bool): Log the objective of every restart.
+
+    Returns:
+        tuple[Tensor, Tensor]: ``[k, D]`` float32 centroids and ``[n]`` int64 nearest-centroid
+        assignment of every point, both on ``x``'s device.
+    """
+    del min_points_per_centroid
+    x = x.detach().to(torch.float32).contiguous()
+    n = x.shape[0]
+    if not 1 <= k <= n:
+        raise ValueError(f'k-means needs 1 <= k <= number of points, got k={k}, n={n}.')
+    if k == n:  # every point is its own centroid (faiss does the same)
+        centroids = x.clone()
+        return centroids, nearest_centroid(x, centroids)[0]
+
+    generator = torch.Generator(device='cpu').manual_seed(seed)
+    train = x
+    if n > k * max_points_per_centroid:
+        subset = torch.randperm(n, generator=generator)[:k * max_points_per_centroid]
+        train = x[subset.to(x.device)]
+
+    train_sq_norms = (train * train).sum(dim=1)
+    best_centroids, best_objective = None, float('inf')
+    for redo in range(num_redo):
+        init = torch.randperm(train.shape[0], generator=generator)[:k].to(x.device)
+        centroids, objective, num_split = _lloyd(train, train_sq_norms, train[init], num_iters)
+        if verbose:
+            print_log(
+                f'torch k-means (n={train.shape[0]}, k={k}) restart {redo}: objective '
+                f'{objective:.6g}, {num_split} empty-cluster splits', logger='current')
+        if best_centroids is None or objective < best_objective:
+            best_centroids, best_objective = centroids, objective
+    return best_centroids, nearest_centroid(x, best_centroids)[0]

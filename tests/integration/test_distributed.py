@@ -1,0 +1,51 @@
+"""Two processes (gloo, CPU): identical prototypes on every rank, each sample once."""
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tiny_setup import make_image_folder
+
+pytestmark = [pytest.mark.dist, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize('algorithm', ['SimCLR', 'MoCo'])
+def test_two_ranks_hold_identical_prototypes(algorithm, tmp_path):
+    data = make_image_folder(tmp_path / 'data', per_class=10)
+    # 41 images: the two ranks' shares are uneven, as on a real data set.
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(data / 'class_0' / 'extra.png')
+    work_dir = tmp_path / 'work'
+    work_dir.mkdir()
+    env = dict(os.environ, OMP_NUM_THREADS='1',
+               PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[2]),
+                                           os.environ.get('PYTHONPATH', '')]))
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+           f'--master_port={_free_port()}', str(Path(__file__).with_name('dist_worker.py')),
+           algorithm, str(data), str(work_dir)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    ranks = [torch.load(work_dir / f'rank{r}.pth', map_location='cpu') for r in (0, 1)]
+    assert all(r['world_size'] == 2 for r in ranks)
+    protos0, protos1 = ranks[0]['prototypes'], ranks[1]['prototypes']
+    assert int(protos0['num_updates']) == 2
+    assert protos0.keys() == protos1.keys()
+    for key in protos0:  # includes iter-wise re-assignments, synchronised across ranks
+        assert torch.equal(protos0[key], protos1[key]), key
+    assert protos0['im2cluster_0'].shape == (41, )
+    for rank in ranks:
+        assert len(rank['received']) == 2  # two clustering rounds
+        for indices in rank['received']:
+            assert sorted(indices.tolist()) == list(range(41))  # each sample exactly once
