@@ -5,8 +5,9 @@ algorithm already computes inside its own ``loss``. Recording the backbone's cal
 that embedding (with its graph) without a second forward and without forking the
 algorithm. Algorithms lay views out differently: MoCo / BYOL / SimSiam call the backbone
 once per view, SwAV stacks views of one resolution (``[v0; v1]``), SimCLR interleaves them
-(``[x0v0, x0v1, x1v0, ...]``). The rows are located by comparing the backbone's recorded
-input with the view's tensor, so any layout of these kinds is found without per-method code.
+(``[x0v0, x0v1, x1v0, ...]``), MoCo shuffles its keys. The rows are located by comparing
+the backbone's recorded inputs with the view's images, so every such layout is found
+without per-method code.
 """
 from contextlib import ExitStack, contextmanager
 from typing import Any, Iterator, List, Optional, Sequence, Tuple
@@ -64,6 +65,29 @@ def try_find_view_output(calls: List[BackboneCall], view: Tensor) -> Optional[An
         return None
 
 
+def _match_rows(inputs: Tensor, view: Tensor) -> Optional[Tensor]:
+    """Indices ``idx`` with ``inputs[idx] == view`` row by row, or ``None``.
+
+    Rows are matched through a weighted-sum fingerprint (sorted, then binary-searched) and
+    the match is confirmed exactly, so any layout is found: alone, stacked, interleaved or
+    shuffled within the batch.
+    """
+    if inputs.shape[1:] != view.shape[1:] or inputs.shape[0] < view.shape[0]:
+        return None
+    rows, wanted = inputs.flatten(1), view.flatten(1)
+    weights = torch.linspace(1.0, 2.0, rows.shape[1], dtype=rows.dtype, device=rows.device)
+    # Rounding may differ slightly between two products of the same row: take the nearest
+    # key and confirm the row exactly.
+    keys, wanted_keys = rows @ weights, wanted @ weights
+    order = torch.argsort(keys)
+    sorted_keys = keys[order]
+    right = torch.searchsorted(sorted_keys, wanted_keys).clamp_(max=len(keys) - 1)
+    left = (right - 1).clamp_(min=0)
+    take_left = (wanted_keys - sorted_keys[left]).abs() < (sorted_keys[right] - wanted_keys).abs()
+    idx = order[torch.where(take_left, left, right)]
+    return idx if torch.equal(rows[idx], wanted) else None
+
+
 def find_view_output(calls: List[BackboneCall], view: Tensor) -> Any:
     """The backbone output rows that belong to ``view``, from recorded calls.
 
@@ -76,28 +100,16 @@ def find_view_output(calls: List[BackboneCall], view: Tensor) -> Any:
         in the order of ``view``'s rows.
 
     Raises:
-        RuntimeError: If no recorded call holds the view as one of the known layouts.
+        RuntimeError: If no recorded call holds every row of the view.
     """
-    batch = view.shape[0]
     for inputs, output in calls:
-        if inputs.shape[1:] != view.shape[1:] or inputs.shape[0] % batch:
-            continue
-        ratio = inputs.shape[0] // batch
-        if ratio == 1 and torch.equal(inputs, view):
-            return output
-        for start in range(ratio):
-            # Stacked layout: [v0; v1; ...] -> rows start*B ... (start+1)*B.
-            if torch.equal(inputs[start * batch:(start + 1) * batch], view):
-                return _select(output,
-                               lambda t, s=start: t[s * batch:(s + 1) * batch])
-        for start in range(ratio):
-            # Interleaved layout: [x0v0, x0v1, x1v0, ...] -> rows start, start+ratio, ...
-            if torch.equal(inputs[start::ratio], view):
-                return _select(output, lambda t, s=start: t[s::ratio])
+        idx = _match_rows(inputs, view)
+        if idx is not None:
+            return _select(output, lambda t: t[idx])
     shapes = [tuple(inputs.shape) for inputs, _ in calls]
     raise RuntimeError(
         f'HIRL could not find the view of shape {tuple(view.shape)} among the inputs of '
         f'the backbone calls made by the wrapped algorithm (inputs seen: {shapes}). The '
-        f'algorithm must pass that view to its backbone unchanged, alone, stacked or '
-        f'interleaved with other views. Otherwise override `_view_embedding` in a '
-        f'subclass of the HIRL algorithm to return the embedding explicitly.')
+        f'algorithm must pass that view\'s images to its backbone unchanged (alone, or '
+        f'batched with other views in any order). Otherwise override `loss` in a subclass '
+        f'of the HIRL algorithm and compute the embedding explicitly.')

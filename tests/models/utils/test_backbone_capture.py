@@ -63,3 +63,12 @@ def test_find_view_output_error_names_fix():
         net(v1 + 1)
     with pytest.raises(RuntimeError, match='could not find the view'):
         find_view_output(calls, v0)
+
+
+def test_find_view_output_shuffled_rows():
+    v0, v1 = _views(batch=5)
+    perm = torch.tensor([3, 0, 4, 1, 2])
+    net = TupleNet()
+    with record_calls(net) as calls:
+        net(torch.cat([v1, v0[perm]]))  # e.g. MoCo's batch shuffle of the keys
+    torch.testing.assert_close(find_view_output(calls, v0)[0], v0 * 2)
