@@ -1,0 +1,56 @@
+"""Every shipped config loads, inherits mmpretrain's, and builds its model and hooks."""
+from pathlib import Path
+
+import pytest
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+from hirl_mm.models.algorithms import HIRLMixin
+from hirl_mm.registry import HOOKS, MODELS
+
+CONFIGS = Path(__file__).parents[2] / 'configs'
+HIRL_CONFIGS = sorted(p for p in (CONFIGS / 'hirl').glob('*.py'))
+EXPECTED = {'simclr_r50': 'SimCLR', 'mocov2_r50': 'MoCo', 'simsiam_r50': 'SimSiam',
+            'swav_r50': 'SwAV', 'byol_r50': 'BYOL', 'barlowtwins_r50': 'BarlowTwins'}
+
+
+def test_every_method_has_a_hirl_config_and_a_baseline():
+    assert {p.stem for p in HIRL_CONFIGS} == set(EXPECTED)
+    for stem in EXPECTED:
+        assert (CONFIGS / 'baselines' / f'{stem}.py').is_file()
+
+
+@pytest.mark.parametrize('path', HIRL_CONFIGS, ids=lambda p: p.stem)
+def test_hirl_config_builds(path):
+    cfg = Config.fromfile(str(path))
+    assert cfg.model.type == 'HIRL' and cfg.model.algorithm == EXPECTED[path.stem]
+    assert cfg.model.num_clusters == [30000, 10000, 1000]
+    assert cfg.model.semantic_head.num_neg_path == 1000
+    assert cfg.model.semantic_head.num_mlp_layer == 2
+    assert cfg.model.iter_wise_assignment == (path.stem == 'swav_r50')
+    hook_types = [h['type'] for h in cfg.custom_hooks]
+    assert hook_types[-1] == 'HierarchicalClusteringHook'
+    if path.stem in ('swav_r50', 'simsiam_r50'):  # the method's own hook is kept
+        assert len(hook_types) == 2
+    init_default_scope(cfg.default_scope)
+    model = MODELS.build(cfg.model)
+    assert isinstance(model, HIRLMixin)
+    assert type(model).__name__ == f'HIRL{EXPECTED[path.stem]}'
+    assert model.prototypes.num_clusters == [30000, 10000, 1000]
+    hook = HOOKS.build(cfg.custom_hooks[-1])
+    assert hook.warmup_epochs == 20
+
+
+@pytest.mark.parametrize('name', sorted(EXPECTED))
+def test_baseline_is_mmpretrains_config(name):
+    cfg = Config.fromfile(str(CONFIGS / 'baselines' / f'{name}.py'))
+    assert cfg.model.type == EXPECTED[name]
+    assert 'num_clusters' not in cfg.model
+
+
+def test_demo_config_builds():
+    cfg = Config.fromfile(str(CONFIGS / 'demo' / 'hirl_simclr_tiny-resnet18_fashion-mnist.py'))
+    init_default_scope(cfg.default_scope)
+    model = MODELS.build(cfg.model)
+    assert model.prototypes.num_clusters == [100, 10, 5]
+    assert cfg.custom_hooks[0]['warmup_epochs'] < cfg.train_cfg.max_epochs - 2  # >= 3 rounds
