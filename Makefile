@@ -6,6 +6,8 @@ SETUP_STAMP := $(VENV)/.hirl_mm_setup_done
 DEMO_CONFIG := configs/demo/hirl_simclr_tiny-resnet18_fashion-mnist.py
 DEMO_WORK_DIR := work_dirs/demo
 PYTEST_ARGS ?=
+# mmengine imports pkg_resources, which warns on every start; keep the output readable.
+export PYTHONWARNINGS := ignore:pkg_resources is deprecated
 
 .PHONY: setup demo test bench clean-demo
 

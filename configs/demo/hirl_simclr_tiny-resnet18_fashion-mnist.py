@@ -7,7 +7,7 @@ _base_ = 'mmpretrain::_base_/default_runtime.py'
 custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
 
 data_root = '/usr/share/datasets/fashion-mnist'  # Debian's dataset-fashion-mnist
-num_per_class = 500  # 5000 training images
+num_per_class = 800  # 8000 training images
 dataset_type = 'HierarchicalFashionMNIST'
 
 view_pipeline = [
@@ -51,7 +51,7 @@ model = dict(
 
 optim_wrapper = dict(
     type='OptimWrapper', optimizer=dict(type='SGD', lr=0.3, momentum=0.9, weight_decay=1e-4))
-max_epochs = 6
+max_epochs = 8
 param_scheduler = [dict(type='CosineAnnealingLR', T_max=max_epochs, by_epoch=True,
                         begin=0, end=max_epochs, convert_to_iter_based=True)]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
