@@ -174,3 +174,25 @@ def test_iter_wise_key_view_comes_from_the_momentum_encoder():
     nearest = (torch.nn.functional.normalize(key, dim=1)
                @ model.prototypes.centroids[0].t()).argmax(dim=1)
     assert torch.equal(model.prototypes.im2cluster[0][:4], nearest)
+
+
+@pytest.mark.parametrize('package', ['mmdet', 'mmseg'])
+def test_checkpoint_backbone_loads_into_transfer_backbones(package, tmp_path):
+    """mmdet's and mmseg's ResNet take the HIRL backbone with init_cfg prefix='backbone.'."""
+    import importlib
+    registry = importlib.import_module(f'{package}.registry')
+    importlib.import_module(f'{package}.utils').register_all_modules(init_default_scope=False)
+    model = MODELS.build(_model_cfg('SimCLR'))
+    _fill_prototypes(model)
+    path = tmp_path / 'hirl.pth'
+    torch.save(dict(state_dict=model.state_dict(), meta=dict()), path)
+    with DefaultScope.overwrite_default_scope(package):
+        backbone = registry.MODELS.build(dict(
+            type='ResNet', depth=18, base_channels=8, stem_channels=8,
+            init_cfg=dict(type='Pretrained', checkpoint=str(path), prefix='backbone.')))
+    result = backbone.load_state_dict(_load_checkpoint_with_prefix('backbone.', str(path)),
+                                      strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    backbone.init_weights()
+    for key, value in backbone.state_dict().items():
+        assert torch.equal(value, model.backbone.state_dict()[key]), key
