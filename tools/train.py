@@ -18,10 +18,13 @@ import torch
 import hirl_mm  # noqa: F401
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.device import get_device
+from mmpretrain.utils import get_ori_model
 
 from hirl_mm.utils.launch import (DATALOADER_FIELDS, MissingInputError, add_launcher_args,
                                   build_runner, check_file_exists, default_work_dir,
                                   drop_collate_fn_scopes, set_local_rank_env, setup_launcher)
+from hirl_mm.utils.pretrained import (PretrainedLoadingError, inject_pretrained,
+                                      verify_pretrained_loading)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -57,6 +60,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         action=DictAction,
         help='override config settings, key=value pairs merged into the config, e.g. '
         'train_cfg.max_epochs=10 or key="[a,b]" for lists (quotes needed, no spaces)')
+    parser.add_argument(
+        '--pretrained',
+        metavar='CKPT',
+        help='initialise the backbone (and every module marked with init_cfg=dict('
+        "type='Pretrained', prefix='backbone.')) from the backbone.* weights of this "
+        'pre-trained checkpoint; training stops unless they fit exactly')
     add_launcher_args(parser)
     args = parser.parse_args(argv)
     set_local_rank_env(args.local_rank)
@@ -151,13 +160,23 @@ def main(argv: Optional[List[str]] = None) -> None:
                       'Pass the path of a config .py file (e.g. configs/...).')
     cfg = Config.fromfile(args.config)
     cfg = merge_args(cfg, args)
+    pretrained_modules = []
+    if args.pretrained:
+        check_file_exists(args.pretrained, 'Pre-trained checkpoint',
+                          'Pass the .pth file written by the pre-training run.')
+        pretrained_modules = inject_pretrained(cfg.model, args.pretrained)
     setup_launcher(cfg, args.launcher)
     runner = build_runner(cfg)
+    if pretrained_modules:
+        loaded = verify_pretrained_loading(
+            get_ori_model(runner.model), args.pretrained, pretrained_modules)
+        runner.logger.info(f'Pre-trained weights of {args.pretrained} fit exactly: ' +
+                           ', '.join(f'{name} ({n} tensors)' for name, n in loaded.items()))
     runner.train()
 
 
 if __name__ == '__main__':
     try:
         main()
-    except MissingInputError as e:
+    except (MissingInputError, PretrainedLoadingError) as e:
         sys.exit(f'error: {e}')

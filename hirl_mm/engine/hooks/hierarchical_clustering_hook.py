@@ -6,8 +6,8 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from mmengine import dist
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
+from mmpretrain.utils import get_ori_model
 from torch import Tensor, nn
 
 from hirl_mm.clustering import cluster_size_stats, format_cluster_size_stats
@@ -21,10 +21,6 @@ IMAGENET_EXTRACT_PIPELINE = [
     dict(type='CenterCrop', crop_size=224),
     dict(type='PackInputs'),
 ]
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if is_model_wrapper(model) else model
 
 
 def _with_pipeline(dataset_cfg: dict, pipeline: List[dict]) -> dict:
@@ -89,7 +85,7 @@ class HierarchicalClusteringHook(Hook):
         return epoch >= self.warmup_epochs and (epoch - self.warmup_epochs) % self.interval == 0
 
     def before_run(self, runner: Runner) -> None:
-        model = _unwrap(runner.model)
+        model = get_ori_model(runner.model)
         if not hasattr(model, 'prototypes') or not hasattr(model, 'extract_clustering_embedding'):
             raise TypeError(
                 f'HierarchicalClusteringHook needs a HIRL model (model=dict(type="HIRL", '
@@ -121,13 +117,13 @@ class HierarchicalClusteringHook(Hook):
 
     def extract(self, runner: Runner) -> Tensor:
         """L2-normalised embeddings of every training sample, ``[N, D]``, on every rank."""
-        model = _unwrap(runner.model)
+        model = get_ori_model(runner.model)
         return extract_embeddings(model, self._loader or self._build_loader(runner),
                                   model.extract_clustering_embedding)
 
     def cluster(self, runner: Runner) -> None:
         """Extract, cluster on rank 0, broadcast and store one round of prototypes."""
-        model = _unwrap(runner.model)
+        model = get_ori_model(runner.model)
         prototypes = model.prototypes
         runner.logger.info(f'HIRL: extracting embeddings of the training set '
                            f'(epoch {runner.epoch}, clustering round '
