@@ -74,15 +74,21 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def _set_default_dataloader_cfg(cfg: Config, args: argparse.Namespace) -> None:
     """mmpretrain's dataloader defaults (default_collate, pinned memory, persistent workers),
-    overridden by the config and then by ``--no-pin-memory/--no-persistent-workers``."""
+    overridden by the config and then by ``--no-pin-memory/--no-persistent-workers``.
+
+    ``default_collate`` is only the default of mmpretrain / hirl_mm configs: mmdet and mmseg
+    batch images of different sizes and rely on mmengine's ``pseudo_collate``.
+    """
+    own_scope = cfg.get('default_scope', 'mmpretrain') in ('mmpretrain', 'hirl_mm')
     for field in DATALOADER_FIELDS:
         if cfg.get(field) is None:
             continue
         loader = ConfigDict(
             # Pinning only helps host-to-GPU copies (and warns without a GPU).
             pin_memory=torch.cuda.is_available(),
-            persistent_workers=True,
-            collate_fn=dict(type='default_collate'))
+            persistent_workers=True)
+        if own_scope:
+            loader.collate_fn = dict(type='default_collate')
         loader.update(deepcopy(cfg[field]))
         if args.no_pin_memory:
             loader.pin_memory = False

@@ -1,1 +1,4 @@
+from .cpu_data_parallel import CPUDistributedDataParallel
 from .hooks import *  # noqa: F401,F403
+
+__all__ = ['CPUDistributedDataParallel']

@@ -160,7 +160,7 @@ def _use_cpu_model_wrapper(cfg: Config) -> None:
     if wrapper_cfg is None:
         # What mmengine builds by default, but for CPU.
         cfg.model_wrapper_cfg = dict(
-            type='MMDistributedDataParallel',
+            type='CPUDistributedDataParallel',  # hirl_mm.engine: also reverts SyncBN
             broadcast_buffers=False,
             find_unused_parameters=cfg.get('find_unused_parameters', False),
             device_ids=None)

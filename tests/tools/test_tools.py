@@ -392,7 +392,7 @@ def test_setup_launcher_none_only_records_launcher(toy):
 def test_cpu_model_wrapper_uses_no_device_ids(toy):
     cfg = _load_cfg(toy / 'toy_cfg.py')
     launch._use_cpu_model_wrapper(cfg)
-    assert cfg.model_wrapper_cfg.type == 'MMDistributedDataParallel'
+    assert cfg.model_wrapper_cfg.type == 'CPUDistributedDataParallel'
     assert cfg.model_wrapper_cfg.device_ids is None
 
     cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', find_unused_parameters=True)

@@ -20,7 +20,7 @@ import os.path as osp
 import statistics
 import subprocess
 import sys
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 from mmengine.config import Config
@@ -49,18 +49,35 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument('--work-dir', default='work_dirs/fashion_mnist_study')
+    parser.add_argument('--num-per-class', type=int,
+                        help='training images per class (default: the configs\' 800)')
     parser.add_argument('--eval-only', action='store_true',
                         help='do not train; evaluate the checkpoints that exist')
     return parser.parse_args()
 
 
-def _train(config: str, work_dir: str, seed: int) -> str:
+def _overrides(seed: int, num_per_class: Optional[int]) -> Dict[str, int]:
+    """Config keys a run changes: its seed and, optionally, the training subset size."""
+    options = {'randomness.seed': seed}
+    if num_per_class:
+        options['train_dataloader.dataset.num_per_class'] = num_per_class
+    return options
+
+
+def _load_config(config: str, overrides: Dict[str, int]) -> Config:
+    cfg = Config.fromfile(osp.join(ROOT, config))
+    cfg.merge_from_dict(overrides)
+    return cfg
+
+
+def _train(config: str, work_dir: str, overrides: Dict[str, int]) -> str:
     """Pre-train one run unless its last checkpoint exists; returns the checkpoint path."""
     max_epochs = Config.fromfile(osp.join(ROOT, config)).train_cfg.max_epochs
     checkpoint = osp.join(work_dir, f'epoch_{max_epochs}.pth')
     if not osp.isfile(checkpoint):
         cmd = [sys.executable, osp.join(ROOT, 'tools/train.py'), osp.join(ROOT, config),
-               '--work-dir', work_dir, '--cfg-options', f'randomness.seed={seed}']
+               '--work-dir', work_dir, '--cfg-options',
+               *[f'{key}={value}' for key, value in overrides.items()]]
         print('+', ' '.join(cmd), flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT)
     return checkpoint
@@ -73,9 +90,10 @@ def _loader(dataset_cfg: dict) -> torch.utils.data.DataLoader:
         collate_fn=dict(type='default_collate')))
 
 
-def evaluate(config: str, checkpoint: str, seed: int) -> Dict[str, float]:
+def evaluate(config: str, checkpoint: str, seed: int,
+             overrides: Optional[Dict[str, int]] = None) -> Dict[str, float]:
     """All metrics of one pre-trained checkpoint."""
-    cfg = Config.fromfile(osp.join(ROOT, config))
+    cfg = _load_config(config, overrides or {})
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     model = MODELS.build(cfg.model)
     load_checkpoint(model, checkpoint, map_location='cpu', logger='silent')
@@ -133,12 +151,13 @@ def main() -> int:
         for variant in args.variants:
             work_dir = osp.abspath(osp.join(args.work_dir, f'{variant}_seed{seed}'))
             config = VARIANTS[variant]
+            overrides = _overrides(seed, args.num_per_class)
             if args.eval_only:
-                checkpoint = osp.join(work_dir, 'epoch_%d.pth' %
-                                      Config.fromfile(osp.join(ROOT, config)).train_cfg.max_epochs)
+                max_epochs = _load_config(config, overrides).train_cfg.max_epochs
+                checkpoint = osp.join(work_dir, f'epoch_{max_epochs}.pth')
             else:
-                checkpoint = _train(config, work_dir, seed)
-            result = evaluate(config, checkpoint, seed)
+                checkpoint = _train(config, work_dir, overrides)
+            result = evaluate(config, checkpoint, seed, overrides)
             result['seed'] = seed
             with open(osp.join(work_dir, 'study_eval.json'), 'w') as f:
                 json.dump(result, f, indent=2)
