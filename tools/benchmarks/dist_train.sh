@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Shared by tools/benchmarks/mmdetection/ and tools/benchmarks/mmsegmentation/.
+# Shared by tools/benchmarks/{classification,mmdetection,mmsegmentation}/.
 # Fine-tune a pre-trained backbone with an OpenMMLab downstream config.
 #   tools/benchmarks/{mmdetection,mmsegmentation}/dist_train.sh CONFIG PRETRAIN GPUS [train.py args]
 # PRETRAIN is a checkpoint of hirl_mm (or mmpretrain) pre-training; its backbone.* weights

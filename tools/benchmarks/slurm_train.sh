@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Shared by tools/benchmarks/mmdetection/ and tools/benchmarks/mmsegmentation/.
+# Shared by tools/benchmarks/{classification,mmdetection,mmsegmentation}/.
 # Slurm version of dist_train.sh beside this file.
 #   GPUS=8 tools/benchmarks/{mmdetection,mmsegmentation}/slurm_train.sh PARTITION JOB_NAME CONFIG PRETRAIN [train.py args]
 set -euo pipefail

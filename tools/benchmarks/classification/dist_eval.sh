@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Shared by dist_knn.sh and dist_cluster_eval.sh: run an evaluation script of this folder
+# on GPUS processes per node with torchrun (torch.distributed.run).
+#   tools/benchmarks/classification/dist_eval.sh SCRIPT CONFIG CHECKPOINT GPUS [args...]
+# Env: NNODES (1), NODE_RANK (0), PORT (29500), MASTER_ADDR (127.0.0.1), PYTHON (python).
+set -euo pipefail
+if [ $# -lt 4 ]; then
+  echo "usage: $0 SCRIPT CONFIG CHECKPOINT GPUS [args...]" >&2
+  exit 2
+fi
+SCRIPT=$1
+CONFIG=$2
+CHECKPOINT=$3
+GPUS=$4
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/../../.." && pwd)"
+PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" \
+"${PYTHON:-python}" -m torch.distributed.run \
+    --nnodes="${NNODES:-1}" \
+    --node_rank="${NODE_RANK:-0}" \
+    --master_addr="${MASTER_ADDR:-127.0.0.1}" \
+    --nproc_per_node="$GPUS" \
+    --master_port="${PORT:-29500}" \
+    "$HERE/$SCRIPT" \
+    "$CONFIG" \
+    "$CHECKPOINT" \
+    --launcher pytorch "${@:5}"
