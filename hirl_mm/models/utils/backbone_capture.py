@@ -65,26 +65,44 @@ def try_find_view_output(calls: List[BackboneCall], view: Tensor) -> Optional[An
         return None
 
 
+_INT_OF_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+_HASH_CHUNK = 4096  # columns hashed at a time: bounds the int64 temporary
+
+
+def _row_hashes(rows: Tensor) -> Tensor:
+    """An exact int64 hash of each row's bytes: identical rows get identical hashes.
+
+    Integer arithmetic (wrapping mod 2**64) is exact and order-independent, unlike a float
+    fingerprint, whose rounding depends on the batch and can confuse two distinct rows.
+    """
+    bits = rows.contiguous().view(_INT_OF_SIZE[rows.element_size()])
+    generator = torch.Generator().manual_seed(0)
+    multipliers = torch.randint(1, 2**62, (bits.shape[1], ), generator=generator)
+    multipliers = (multipliers | 1).to(rows.device)  # odd: every bit of a value counts
+    hashes = torch.zeros(bits.shape[0], dtype=torch.long, device=rows.device)
+    for start in range(0, bits.shape[1], _HASH_CHUNK):
+        chunk = bits[:, start:start + _HASH_CHUNK].long()
+        hashes += (chunk * multipliers[start:start + _HASH_CHUNK]).sum(dim=1)
+    return hashes
+
+
 def _match_rows(inputs: Tensor, view: Tensor) -> Optional[Tensor]:
     """Indices ``idx`` with ``inputs[idx] == view`` row by row, or ``None``.
 
-    Rows are matched through a weighted-sum fingerprint (sorted, then binary-searched) and
-    the match is confirmed exactly, so any layout is found: alone, stacked, interleaved or
-    shuffled within the batch.
+    Rows are matched by an exact hash of their bytes (sorted, then binary-searched) and the
+    match is confirmed by comparing the rows, so any layout is found: alone, stacked,
+    interleaved or shuffled within the batch.
     """
-    if inputs.shape[1:] != view.shape[1:] or inputs.shape[0] < view.shape[0]:
+    if inputs.shape[1:] != view.shape[1:] or inputs.shape[0] < view.shape[0] \
+            or inputs.dtype != view.dtype:
         return None
     rows, wanted = inputs.flatten(1), view.flatten(1)
-    weights = torch.linspace(1.0, 2.0, rows.shape[1], dtype=rows.dtype, device=rows.device)
-    # Rounding may differ slightly between two products of the same row: take the nearest
-    # key and confirm the row exactly.
-    keys, wanted_keys = rows @ weights, wanted @ weights
-    order = torch.argsort(keys)
-    sorted_keys = keys[order]
-    right = torch.searchsorted(sorted_keys, wanted_keys).clamp_(max=len(keys) - 1)
-    left = (right - 1).clamp_(min=0)
-    take_left = (wanted_keys - sorted_keys[left]).abs() < (sorted_keys[right] - wanted_keys).abs()
-    idx = order[torch.where(take_left, left, right)]
+    keys, wanted_keys = _row_hashes(rows), _row_hashes(wanted)
+    sorted_keys, order = torch.sort(keys)
+    pos = torch.searchsorted(sorted_keys, wanted_keys).clamp_(max=len(keys) - 1)
+    if not torch.equal(sorted_keys[pos], wanted_keys):
+        return None
+    idx = order[pos]
     return idx if torch.equal(rows[idx], wanted) else None
 
 

@@ -72,3 +72,17 @@ def test_find_view_output_shuffled_rows():
     with record_calls(net) as calls:
         net(torch.cat([v1, v0[perm]]))  # e.g. MoCo's batch shuffle of the keys
     torch.testing.assert_close(find_view_output(calls, v0)[0], v0 * 2)
+
+
+def test_find_view_output_tells_nearly_identical_rows_apart():
+    """Rows that differ in one pixel by a hair (another view of the same image, say) are not
+    confused: the match is exact, not a nearest float fingerprint."""
+    torch.manual_seed(0)
+    v0 = torch.rand(64, 3, 4, 4)
+    v1 = v0.clone()
+    v1[:, 0, 0, 0] = torch.nextafter(v1[:, 0, 0, 0], torch.tensor(2.0))
+    net = TupleNet()
+    with record_calls(net) as calls:
+        net(torch.stack([v1, v0], 1).reshape(-1, 3, 4, 4))
+    torch.testing.assert_close(find_view_output(calls, v0)[0], v0 * 2, rtol=0, atol=0)
+    torch.testing.assert_close(find_view_output(calls, v1)[0], v1 * 2, rtol=0, atol=0)
