@@ -3,7 +3,6 @@
 Images are small PNGs of four visually distinct classes, read back through mmpretrain's
 ``CustomDataset`` and ``LoadImageFromFile`` exactly as an ImageNet-style folder would be.
 """
-import copy
 from pathlib import Path
 
 import numpy as np
@@ -124,10 +123,3 @@ def hirl_config(algorithm: str, data_root: Path, work_dir: Path, max_epochs: int
         randomness=dict(seed=seed),
         log_level='WARNING',
     )
-
-
-def with_overrides(cfg: dict, **overrides) -> dict:
-    """A deep copy of ``cfg`` with top-level keys replaced."""
-    cfg = copy.deepcopy(cfg)
-    cfg.update(overrides)
-    return cfg

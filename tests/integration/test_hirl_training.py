@@ -63,7 +63,7 @@ def test_short_pretraining_with_clustering(algorithm, iter_wise, image_folder, t
 def test_resume_keeps_prototypes_and_training_goes_on(image_folder, tmp_path):
     # Clustering before epoch 1 only (interval 2); stop after epoch 2.
     first = _train(hirl_config('SimCLR', image_folder, tmp_path, max_epochs=2,
-                               warmup_epochs=1) | {})
+                               warmup_epochs=1))
     saved = {k: v.clone() for k, v in first.model.prototypes.state_dict().items()}
     assert int(saved['num_updates']) == 1
     del first
