@@ -9,22 +9,5 @@ if [ $# -lt 2 ]; then
     echo "usage: $0 CONFIG NPROC_PER_NODE [train.py args...]" >&2
     exit 2
 fi
-
-CONFIG=$1
-GPUS=$2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-
-PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" \
-"${PYTHON:-python}" -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" \
-    --master_port="$PORT" \
-    "$ROOT/tools/train.py" \
-    "$CONFIG" \
-    --launcher pytorch "${@:3}"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+exec bash "$HERE/dist_run.sh" "$2" "$HERE/train.py" "$1" "${@:3}"

@@ -8,20 +8,5 @@ if [ $# -lt 4 ]; then
   echo "usage: $0 SCRIPT CONFIG CHECKPOINT GPUS [args...]" >&2
   exit 2
 fi
-SCRIPT=$1
-CONFIG=$2
-CHECKPOINT=$3
-GPUS=$4
 HERE="$(cd "$(dirname "$0")" && pwd)"
-ROOT="$(cd "$HERE/../../.." && pwd)"
-PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" \
-"${PYTHON:-python}" -m torch.distributed.run \
-    --nnodes="${NNODES:-1}" \
-    --node_rank="${NODE_RANK:-0}" \
-    --master_addr="${MASTER_ADDR:-127.0.0.1}" \
-    --nproc_per_node="$GPUS" \
-    --master_port="${PORT:-29500}" \
-    "$HERE/$SCRIPT" \
-    "$CONFIG" \
-    "$CHECKPOINT" \
-    --launcher pytorch "${@:5}"
+exec bash "$HERE/../../dist_run.sh" "$4" "$HERE/$1" "$2" "$3" "${@:5}"
