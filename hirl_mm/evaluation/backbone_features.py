@@ -41,14 +41,13 @@ from mmengine.device import get_device
 from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from mmengine.registry import init_default_scope
-from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint
 from torch import Tensor, nn
 
 from hirl_mm.clustering import HierarchicalClusteringResult
 from hirl_mm.models.utils.embedding import backbone_embedding
 from hirl_mm.registry import MODELS
-from hirl_mm.utils.feature_extraction import extract_embeddings
+from hirl_mm.utils.feature_extraction import build_extraction_loader, extract_embeddings
 from hirl_mm.utils.launch import (add_launcher_args, check_file_exists, set_local_rank_env,
                                   setup_launcher)
 from hirl_mm.utils.pretrained import (BACKBONE_PREFIX, PretrainedLoadingError,
@@ -345,18 +344,6 @@ def _dataset_labels(dataset) -> Tuple[Tensor, int, Optional[Tensor], Optional[in
     return labels, num_classes, coarse, num_coarse
 
 
-def _build_loader(dataset_cfg: dict, batch_size: int,
-                  num_workers: int) -> torch.utils.data.DataLoader:
-    """Unshuffled, unpadded loader: each rank gets its share, each sample exactly once."""
-    return Runner.build_dataloader(dict(
-        batch_size=batch_size,
-        num_workers=num_workers,
-        persistent_workers=False,
-        dataset=copy.deepcopy(dataset_cfg),
-        sampler=dict(type='DefaultSampler', shuffle=False, round_up=False),
-        collate_fn=dict(type='default_collate')))
-
-
 def extract_dataset_features(model: BackboneFeatureModel,
                              dataset_cfg: dict,
                              batch_size: int,
@@ -412,7 +399,7 @@ def extract_dataset_features(model: BackboneFeatureModel,
                 num_coarse_classes=cached.get('num_coarse_classes'),
                 cache_file=cache_file, from_cache=True)
 
-    loader = _build_loader(dataset_cfg, batch_size, num_workers)
+    loader = build_extraction_loader(dataset_cfg, batch_size, num_workers)
     start = time.time()
     # Kept where they were computed (the GPU with one): the protocols run there next, and
     # a data-set-sized host copy per process is avoided.

@@ -1,12 +1,35 @@
 """Embed a whole data set, split across ranks, gathered and placed by ``sample_idx``."""
-from typing import Callable
+import copy
+from typing import Callable, Optional
 
 import torch
 from mmengine import dist
+from mmengine.runner import Runner
 from mmengine.utils import ProgressBar
 from torch import Tensor, nn
 
 from .dist_utils import all_gather_rows
+
+
+def build_extraction_loader(dataset_cfg: dict, batch_size: int, num_workers: int = 0,
+                            seed: Optional[int] = None) -> torch.utils.data.DataLoader:
+    """The loader :func:`extract_embeddings` needs: unshuffled and unpadded, so each rank
+    gets a disjoint share and every sample is seen exactly once.
+
+    Args:
+        dataset_cfg (dict): Dataset config (copied; its pipeline should pack ``sample_idx``).
+        batch_size (int): Images per batch and process.
+        num_workers (int): Loader workers. Defaults to 0.
+        seed (int, optional): Seed of the workers. Defaults to None.
+
+    Returns:
+        DataLoader: Built by mmengine's ``Runner.build_dataloader``.
+    """
+    return Runner.build_dataloader(dict(
+        batch_size=batch_size, num_workers=num_workers, persistent_workers=False,
+        dataset=copy.deepcopy(dataset_cfg),
+        sampler=dict(type='DefaultSampler', shuffle=False, round_up=False),
+        collate_fn=dict(type='default_collate')), seed=seed)
 
 
 @torch.no_grad()
@@ -17,7 +40,8 @@ def extract_embeddings(model: nn.Module, dataloader: torch.utils.data.DataLoader
 
     Each rank embeds its share (use an unpadded sampler, e.g. ``DefaultSampler(
     round_up=False, shuffle=False)``); rows are gathered from every rank with their
-    ``sample_idx`` and placed by it. Every sample must arrive exactly once.
+    ``sample_idx`` and placed by it. Every sample must arrive exactly once
+    (:func:`build_extraction_loader` builds such a loader).
 
     Args:
         model (nn.Module): The (unwrapped) model; its ``data_preprocessor`` prepares

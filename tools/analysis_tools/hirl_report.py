@@ -17,14 +17,14 @@ from typing import Dict, List
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
-from mmengine.runner import Runner, load_checkpoint
+from mmengine.runner import load_checkpoint
 
 import hirl_mm  # noqa: F401  (registers components, allows mmengine checkpoints)
 from hirl_mm.clustering import cluster_size_stats, format_cluster_size_stats
 from hirl_mm.evaluation import clustering_scores, weighted_knn_classify
 from hirl_mm.models.utils.embedding import backbone_embedding
 from hirl_mm.registry import MODELS
-from hirl_mm.utils.feature_extraction import extract_embeddings
+from hirl_mm.utils.feature_extraction import build_extraction_loader, extract_embeddings
 
 
 def parse_args() -> argparse.Namespace:
@@ -36,13 +36,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
     return parser.parse_args()
-
-
-def _loader(dataset_cfg: dict, batch_size: int) -> torch.utils.data.DataLoader:
-    return Runner.build_dataloader(dict(
-        batch_size=batch_size, num_workers=0, dataset=dataset_cfg,
-        sampler=dict(type='DefaultSampler', shuffle=False, round_up=False),
-        collate_fn=dict(type='default_collate')))
 
 
 def _labels(dataset, name: str) -> torch.Tensor:
@@ -75,8 +68,8 @@ def main() -> int:
     results['cluster_stats'] = stats
 
     train_cfg = dict(cfg.train_dataloader.dataset, pipeline=report.eval_pipeline)
-    memory_loader = _loader(train_cfg, report.batch_size)
-    query_loader = _loader(report.query_dataset, report.batch_size)
+    memory_loader = build_extraction_loader(train_cfg, report.batch_size)
+    query_loader = build_extraction_loader(report.query_dataset, report.batch_size)
     embed = lambda x: backbone_embedding(model.backbone(x))  # noqa: E731
     memory = extract_embeddings(model, memory_loader, embed, show_progress=False)
     queries = extract_embeddings(model, query_loader, embed, show_progress=False)

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from hirl_mm.clustering import cluster_size_stats, format_cluster_size_stats
 from hirl_mm.registry import CLUSTERERS, HOOKS
-from hirl_mm.utils.feature_extraction import extract_embeddings
+from hirl_mm.utils.feature_extraction import build_extraction_loader, extract_embeddings
 
 # The spec's eval transform for ImageNet-sized images (resize 256, center-crop 224).
 IMAGENET_EXTRACT_PIPELINE = [
@@ -105,15 +105,12 @@ class HierarchicalClusteringHook(Hook):
 
     def _build_loader(self, runner: Runner) -> torch.utils.data.DataLoader:
         train_cfg = runner.cfg.train_dataloader
-        loader_cfg = dict(
+        return build_extraction_loader(
+            _with_pipeline(train_cfg['dataset'], self.extract_pipeline),
             batch_size=self.extract_batch_size or train_cfg['batch_size'],
             num_workers=(train_cfg.get('num_workers', 0)
                          if self.extract_num_workers is None else self.extract_num_workers),
-            # No padding, no shuffling: each rank extracts a disjoint share exactly once.
-            sampler=dict(type='DefaultSampler', shuffle=False, round_up=False),
-            collate_fn=dict(type='default_collate'),
-            dataset=_with_pipeline(train_cfg['dataset'], self.extract_pipeline))
-        return Runner.build_dataloader(loader_cfg, seed=runner.seed)
+            seed=runner.seed)
 
     def extract(self, runner: Runner) -> Tensor:
         """L2-normalised embeddings of every training sample, ``[N, D]``, on every rank."""

@@ -25,7 +25,7 @@ from typing import Dict, List, Optional
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from mmengine.runner import Runner, load_checkpoint
+from mmengine.runner import load_checkpoint
 
 import hirl_mm  # noqa: F401  (registers components, allows mmengine checkpoints)
 from hirl_mm.clustering import HierarchicalKMeans
@@ -33,7 +33,7 @@ from hirl_mm.evaluation import (linear_probe_accuracy, normalized_mutual_info,
                                 weighted_knn_classify)
 from hirl_mm.models.utils.embedding import backbone_embedding
 from hirl_mm.registry import MODELS
-from hirl_mm.utils.feature_extraction import extract_embeddings
+from hirl_mm.utils.feature_extraction import build_extraction_loader, extract_embeddings
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 VARIANTS = {
@@ -83,13 +83,6 @@ def _train(config: str, work_dir: str, overrides: Dict[str, int]) -> str:
     return checkpoint
 
 
-def _loader(dataset_cfg: dict) -> torch.utils.data.DataLoader:
-    return Runner.build_dataloader(dict(
-        batch_size=512, num_workers=0, dataset=dataset_cfg,
-        sampler=dict(type='DefaultSampler', shuffle=False, round_up=False),
-        collate_fn=dict(type='default_collate')))
-
-
 def evaluate(config: str, checkpoint: str, seed: int,
              overrides: Optional[Dict[str, int]] = None) -> Dict[str, float]:
     """All metrics of one pre-trained checkpoint."""
@@ -100,7 +93,8 @@ def evaluate(config: str, checkpoint: str, seed: int,
     model.eval()
     train_set = dict(cfg.train_dataloader.dataset, pipeline=cfg.eval_pipeline)
     test_set = dict(train_set, split='test', num_per_class=None)
-    loaders = {'train': _loader(train_set), 'test': _loader(test_set)}
+    loaders = {'train': build_extraction_loader(train_set, 512),
+               'test': build_extraction_loader(test_set, 512)}
     embed = lambda x: backbone_embedding(model.backbone(x))  # noqa: E731
     feats = {k: extract_embeddings(model, v, embed, show_progress=False)
              for k, v in loaders.items()}
