@@ -12,6 +12,8 @@ Why the CPU fallback exists:
     ``device_ids=None``. With a GPU nothing changes: mmengine does everything as usual.
 """
 import argparse
+import atexit
+import gc
 import datetime
 import logging
 import os
@@ -148,6 +150,16 @@ def _init_cpu_process_group(launcher: str, dist_cfg: dict) -> None:
         rank=int(os.environ['RANK']),
         world_size=int(os.environ['WORLD_SIZE']),
         **kwargs)
+    # A gloo group left to interpreter shutdown can abort the process ("terminate called
+    # without an active exception") after the work is done; close it in order instead.
+    atexit.register(_destroy_process_group)
+
+
+def _destroy_process_group() -> None:
+    """Free what still holds the group (DDP reducers in reference cycles), then close it."""
+    gc.collect()
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
 
 
 def _use_cpu_model_wrapper(cfg: Config) -> None:

@@ -37,3 +37,5 @@ model = runner.model.module if hasattr(runner.model, 'module') else runner.model
 torch.save(dict(prototypes=model.prototypes.state_dict(), received=received,
                 world_size=dist.get_world_size()),
            work_dir / f'rank{dist.get_rank()}.pth')
+# Release the DDP model before the process group closes (at exit, see hirl_mm.utils.launch).
+del runner, model

@@ -35,6 +35,7 @@ def test_two_ranks_hold_identical_prototypes(algorithm, tmp_path):
            f'--master_port={_free_port()}', str(Path(__file__).with_name('dist_worker.py')),
            algorithm, str(data), str(work_dir)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    (work_dir / 'torchrun.log').write_text(proc.stdout + proc.stderr)  # whole log, to debug
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     ranks = [torch.load(work_dir / f'rank{r}.pth', map_location='cpu') for r in (0, 1)]
