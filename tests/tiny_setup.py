@@ -11,6 +11,8 @@ from PIL import Image
 NUM_CLASSES = 4
 IMG_SIZE = 32
 EMBED_DIM = 64  # ResNet-18 with base_channels=8: 8 * 8 channels at stage 4
+NECK_DIM = 16  # every toy neck's output width (the default 'neck' embedding)
+CNN_ALGORITHMS = ('SimCLR', 'MoCo', 'SwAV', 'BYOL', 'SimSiam', 'BarlowTwins')
 
 
 def make_image_folder(root: Path, per_class: int = 10, seed: int = 0) -> Path:
@@ -39,7 +41,7 @@ def _method_cfg(algorithm: str) -> dict:
     # mmpretrain's necks default to SyncBN, which has no CPU implementation.
     bn = dict(type='BN1d')
     projector = dict(type='NonLinearNeck', in_channels=EMBED_DIM, hid_channels=32,
-                     out_channels=16, num_layers=2, with_avg_pool=True, norm_cfg=bn)
+                     out_channels=NECK_DIM, num_layers=2, with_avg_pool=True, norm_cfg=bn)
     predictor = dict(type='NonLinearNeck', in_channels=16, hid_channels=16, out_channels=16,
                      num_layers=2, with_avg_pool=False, norm_cfg=bn)
     if algorithm == 'SimCLR':
@@ -49,12 +51,12 @@ def _method_cfg(algorithm: str) -> dict:
     if algorithm == 'MoCo':
         return dict(queue_len=64, feat_dim=16, momentum=0.01,
                     neck=dict(type='MoCoV2Neck', in_channels=EMBED_DIM, hid_channels=32,
-                              out_channels=16, with_avg_pool=True),  # no BN
+                              out_channels=NECK_DIM, with_avg_pool=True),  # no BN
                     head=dict(type='ContrastiveHead', loss=dict(type='CrossEntropyLoss'),
                               temperature=0.2))
     if algorithm == 'SwAV':
         return dict(neck=dict(type='SwAVNeck', in_channels=EMBED_DIM, hid_channels=32,
-                              out_channels=16, with_avg_pool=True, norm_cfg=bn),
+                              out_channels=NECK_DIM, with_avg_pool=True, norm_cfg=bn),
                     head=dict(type='SwAVHead',
                               loss=dict(type='SwAVLoss', feat_dim=16, num_crops=[2, 2],
                                         num_prototypes=8)))
@@ -63,18 +65,23 @@ def _method_cfg(algorithm: str) -> dict:
         return dict(neck=projector, **extra,
                     head=dict(type='LatentPredictHead', predictor=predictor,
                               loss=dict(type='CosineSimilarityLoss')))
+    if algorithm == 'BarlowTwins':
+        return dict(neck=dict(projector, num_layers=3, with_last_bn=False),
+                    head=dict(type='LatentCrossCorrelationHead', in_channels=NECK_DIM,
+                              loss=dict(type='CrossCorrelationLoss')))
     raise ValueError(algorithm)
 
 
 def hirl_config(algorithm: str, data_root: Path, work_dir: Path, max_epochs: int = 3,
                 warmup_epochs: int = 1, batch_size: int = 8, num_clusters=(12, 6, 3),
-                iter_wise_assignment: bool = False, seed: int = 0,
+                iter_wise_assignment: bool = False, seed: int = 0, embedding: str = 'neck',
                 launcher: str = 'none', backend: str = 'torch',
                 checkpoint_interval: int = 1) -> dict:
     """A complete mmengine config dict for a toy HIRL pre-training.
 
     Args:
-        algorithm (str): Wrapped mmpretrain algorithm: SimCLR, MoCo, SwAV, BYOL, SimSiam.
+        algorithm (str): Wrapped mmpretrain algorithm: SimCLR, MoCo, SwAV, BYOL, SimSiam,
+            BarlowTwins.
         data_root (Path): Folder written by :func:`make_image_folder`.
         work_dir (Path): The runner's work dir.
 
@@ -92,8 +99,8 @@ def hirl_config(algorithm: str, data_root: Path, work_dir: Path, max_epochs: int
                                std=[60.0] * 3, to_rgb=True),
         backbone=dict(type='ResNet', depth=18, base_channels=8, stem_channels=8),
         num_clusters=list(num_clusters),
-        semantic_head=dict(type='SemanticPathHead', in_channels=EMBED_DIM, num_neg_path=16,
-                           num_mlp_layer=1),
+        embedding=embedding,  # the semantic head's in_channels is derived from it
+        semantic_head=dict(type='SemanticPathHead', num_neg_path=16, num_mlp_layer=2),
         iter_wise_assignment=iter_wise_assignment,
         **_method_cfg(algorithm))
     return dict(

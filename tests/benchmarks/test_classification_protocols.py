@@ -12,12 +12,18 @@
     two gloo processes: the same features and accuracies;
   - cluster_eval.py on a data set with coarse labels: k-means with K = 4 and K = 2, and
     HIRL's three learned levels, each scored against the fine and the coarse labels (the
-    scores recomputed here from the cached features and the checkpoint's prototypes); a
-    plain (prototype-free) checkpoint is evaluated too;
+    scores recomputed here from the cached prototype-space features and the checkpoint's
+    prototypes); a plain (prototype-free) checkpoint is evaluated too;
   - the linear probe through dist_train_linear.sh (tools/train.py --pretrained): the
     backbone keeps the pre-trained weights exactly, the head trains, accuracy is reported;
   - fine-tuning, 1% / 10% semi-supervised (on subsets written by make_label_subsets.py) and
     Places205 fine-tuning through tools/train.py --pretrained, one epoch each.
+* Learned levels in their own space (fast, no training: a tiny HIRL-SimCLR model whose
+  prototypes cluster the training images once): cluster_eval.py scores the levels of an
+  ``embedding='neck'`` checkpoint with the neck embeddings of the pre-training model rebuilt
+  from the checkpoint's config (or ``--pretrain-config``), cached apart from the backbone
+  features; a legacy checkpoint (no recorded space, backbone-width prototypes) with the
+  backbone features; tools/analysis_tools/hirl_report.py reports on both.
 """
 import copy
 import importlib.util
@@ -33,15 +39,19 @@ from typing import Dict, List
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from mmpretrain.datasets import CustomDataset
 
+from hirl_mm.clustering import HierarchicalKMeans
 from hirl_mm.datasets.label_subsets import subset_file_name
 from hirl_mm.evaluation import clustering_scores
-from hirl_mm.registry import DATASETS
+from hirl_mm.registry import DATASETS, MODELS
+from hirl_mm.utils.feature_extraction import build_extraction_loader, extract_embeddings
 from hirl_mm.utils.pretrained import inject_pretrained
-from tiny_setup import EMBED_DIM, hirl_config, make_image_folder
+from tiny_setup import EMBED_DIM, NECK_DIM, hirl_config, make_image_folder
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = REPO / 'tools' / 'benchmarks' / 'classification'
@@ -72,6 +82,7 @@ EVAL_PREPROCESSOR = dict(type='ClsDataPreprocessor', mean=[60.0] * 3, std=[60.0]
                          to_rgb=True)  # the statistics of the tiny pre-training
 EVAL_PIPELINE = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
 TRAIN_PER_CLASS, VAL_PER_CLASS = 10, 4
+NUM_PROTOTYPES = [12, 6, 3]
 
 
 @DATASETS.register_module(force=True)
@@ -178,7 +189,7 @@ def hirl_checkpoint(tiny_imagenet, tmp_path_factory) -> Path:
     """A HIRL-SimCLR thin ResNet-18 after 2 epochs (prototypes 12 / 6 / 3 built once)."""
     work_dir = tmp_path_factory.mktemp('pretrain')
     cfg = hirl_config('SimCLR', tiny_imagenet / 'train', work_dir, max_epochs=2,
-                      warmup_epochs=1, checkpoint_interval=2)
+                      warmup_epochs=1, checkpoint_interval=2, embedding='neck')
     Runner.from_cfg(Config(cfg)).train()
     return work_dir / 'epoch_2.pth'
 
@@ -380,12 +391,15 @@ def test_cluster_eval_scores_kmeans_and_hirl_levels_against_both_label_levels(
             assert set(scores) == {'nmi', 'ami', 'ari', 'acc'}
             assert 0 <= scores['nmi'] <= 1 and 0 <= scores['acc'] <= 1
 
-    # HIRL's levels, recomputed here: nearest level-0 prototype, lifted through parents.
+    # HIRL's levels, recomputed here from the neck-space features: nearest level-0
+    # prototype, lifted through parents.
+    assert results['prototype_space'] == 'neck'
+    assert results['prototype_feature_dim'] == NECK_DIM != results['feature_dim']
     levels = results['prototype_levels']
     assert [(row['level'], row['num_clusters']) for row in levels] == [(0, 12), (1, 6),
                                                                          (2, 3)]
     state = torch.load(hirl_checkpoint, map_location='cpu', weights_only=True)['state_dict']
-    data = torch.load(results['cache_file'], weights_only=True)
+    data = torch.load(results['prototype_cache_file'], weights_only=True)
     assign = (data['features'] @ state['prototypes.centroids_0'].T).argmax(dim=1)
     coarse = data['labels'] // 2
     assert torch.equal(data['coarse_labels'], coarse)
@@ -449,3 +463,209 @@ def test_finetune_semi_supervised_and_places205_train(tiny_imagenet, hirl_checkp
                              weights_only=True)['state_dict']
         assert any(not torch.equal(trained[k], v) for k, v in pretrained.items()
                    if v.is_floating_point()), name  # fine-tuned, not frozen
+
+
+# ------------------------------------- learned levels in their own space (fast, CPU)
+def _build_hirl(cfg: Config):
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'hirl_mm')):
+        return MODELS.build(cfg.model)
+
+
+def _folder(root: Path) -> dict:
+    return dict(type='CustomDataset', data_root=str(root), pipeline=EVAL_PIPELINE)
+
+
+@torch.no_grad()
+def _embed_directly(model, dataset_cfg: dict, embed) -> torch.Tensor:
+    """``normalize(embed(preprocessed batch))`` over a data set, batches of 8 in order."""
+    model.eval()
+    with DefaultScope.overwrite_default_scope('hirl_mm'):
+        loader = build_extraction_loader(dataset_cfg, batch_size=8)
+    return torch.cat([F.normalize(embed(model.data_preprocessor(batch, False)['inputs']),
+                                  dim=1) for batch in loader])
+
+
+def _lifted(features: torch.Tensor, state: dict) -> List[torch.Tensor]:
+    """Nearest level-0 prototype of each row, lifted through the stored parents."""
+    assign = [(features @ state['prototypes.centroids_0'].T).argmax(dim=1)]
+    for level in range(1, len(NUM_PROTOTYPES)):
+        assign.append(state[f'prototypes.parents_{level - 1}'][assign[-1]])
+    return assign
+
+
+def _check_levels(levels: List[dict], assignments: List[torch.Tensor],
+                  labels: torch.Tensor) -> None:
+    assert [(row['level'], row['num_clusters']) for row in levels] == \
+        list(enumerate(NUM_PROTOTYPES))
+    for row, assign in zip(levels, assignments):
+        assert row['num_nonempty'] == len(assign.unique())
+        assert row['scores']['fine'] == clustering_scores(labels, assign)
+        assert row['scores']['coarse'] == clustering_scores(labels // 2, assign)
+
+
+@pytest.fixture(scope='module')
+def neck_checkpoint(tiny_imagenet, tmp_path_factory) -> Path:
+    """A HIRL-SimCLR checkpoint with ``embedding='neck'`` and one clustering round.
+
+    No training: a freshly built thin model clusters the training images' clustering
+    embeddings (the 16-d projector output; the backbone is 64-d) into 12 / 6 / 3
+    prototypes; saved like mmengine's runner, with the config text in ``meta['cfg']``.
+    """
+    folder = tmp_path_factory.mktemp('neck_ckpt')
+    cfg = Config(hirl_config('SimCLR', tiny_imagenet / 'train', folder,
+                             num_clusters=NUM_PROTOTYPES, embedding='neck'))
+    torch.manual_seed(0)
+    model = _build_hirl(cfg)
+    with DefaultScope.overwrite_default_scope('hirl_mm'):
+        loader = build_extraction_loader(_folder(tiny_imagenet / 'train'), 8)
+    features = extract_embeddings(model, loader, model.extract_clustering_embedding,
+                                  show_progress=False)
+    assert features.shape == (4 * TRAIN_PER_CLASS, NECK_DIM)
+    clustering = HierarchicalKMeans(NUM_PROTOTYPES, backend='torch', num_iters=10,
+                                    num_redo=1, seed=0)(features)
+    model.prototypes.update(clustering.centroids, clustering.parents, clustering.im2cluster)
+    path = folder / 'epoch_1.pth'
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(cfg=cfg.pretty_text)), path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def legacy_checkpoint(neck_checkpoint, tmp_path_factory) -> Path:
+    """What hirl_mm wrote before recording the space: no ``prototypes.embedding_space``,
+    prototypes as wide as the backbone (64-d) and a config without ``embedding``."""
+    loaded = torch.load(neck_checkpoint, map_location='cpu', weights_only=True)
+    state = dict(loaded['state_dict'])
+    del state['prototypes.embedding_space']
+    generator = torch.Generator().manual_seed(1)
+    for level, k in enumerate(NUM_PROTOTYPES):
+        state[f'prototypes.centroids_{level}'] = F.normalize(
+            torch.randn(k, EMBED_DIM, generator=generator), dim=1)
+    cfg = Config.fromstring(loaded['meta']['cfg'], '.py')
+    cfg.model.pop('embedding', None)
+    path = tmp_path_factory.mktemp('legacy_ckpt') / 'legacy.pth'
+    torch.save(dict(state_dict=state, meta=dict(cfg=cfg.pretty_text)), path)
+    return path
+
+
+def test_cluster_eval_scores_neck_prototypes_with_neck_embeddings(
+        eval_config, neck_checkpoint, tmp_path):
+    tool = _load_tool(TOOLS / 'cluster_eval.py')
+    cache = tmp_path / 'cache'
+    args = [str(eval_config), str(neck_checkpoint), '--cache-dir', str(cache)]
+    results = tool.main(args + ['--out', str(tmp_path / 'neck.json')])
+    assert json.loads((tmp_path / 'neck.json').read_text()) == results
+    assert results['prototype_space'] == 'neck'
+    assert results['feature_dim'] == EMBED_DIM  # k-means: the backbone features
+    assert results['prototype_feature_dim'] == NECK_DIM  # learned levels: the neck's
+    assert 'neck space (16-d)' in results['prototypes_note']
+    assert 'recorded config' in results['prototypes_note']
+    # Two cache entries: the backbone features and the prototype-space features.
+    assert results['prototype_cache_file'] != results['cache_file']
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        os.path.basename(f) for f in (results['cache_file'], results['prototype_cache_file']))
+    assert 'neck-prototype-space' in os.path.basename(results['prototype_cache_file'])
+
+    # The same images embedded here by the pre-training model rebuilt from the checkpoint.
+    loaded = torch.load(neck_checkpoint, map_location='cpu', weights_only=True)
+    state = loaded['state_dict']
+    model = _build_hirl(Config.fromstring(loaded['meta']['cfg'], '.py'))
+    model.load_state_dict(state, strict=True)
+    dataset_cfg = Config.fromfile(str(eval_config)).cluster_eval.dataset
+    direct = _embed_directly(model, dataset_cfg, model.extract_clustering_embedding)
+    assert direct.shape == (4 * VAL_PER_CLASS, NECK_DIM)
+    cached = torch.load(results['prototype_cache_file'], weights_only=True)
+    assert torch.allclose(cached['features'], direct, atol=1e-5)
+    _check_levels(results['prototype_levels'], _lifted(direct, state), cached['labels'])
+
+    # Read back from the cache: the same scores.
+    again = tool.main(args + ['--out', str(tmp_path / 'again.json')])
+    assert again['from_cache'] and again['prototype_from_cache']
+    assert again['prototype_levels'] == results['prototype_levels']
+
+
+def test_cluster_eval_needs_the_pretrain_config_when_the_checkpoint_has_none(
+        eval_config, neck_checkpoint, tmp_path):
+    loaded = torch.load(neck_checkpoint, map_location='cpu', weights_only=True)
+    bare = tmp_path / 'bare.pth'  # e.g. a converted checkpoint: no meta['cfg']
+    torch.save(dict(state_dict=loaded['state_dict'], meta=dict()), bare)
+    tool = _load_tool(TOOLS / 'cluster_eval.py')
+    skipped = tool.main([str(eval_config), str(bare), '--out', str(tmp_path / 'a.json')])
+    assert skipped['prototype_levels'] is None and skipped['prototype_space'] == 'neck'
+    assert '--pretrain-config' in skipped['prototypes_note']
+    assert skipped['kmeans']  # k-means on the backbone features still runs
+
+    pretrain_cfg = tmp_path / 'pretrain.py'
+    Config.fromstring(loaded['meta']['cfg'], '.py').dump(str(pretrain_cfg))
+    scored = tool.main([str(eval_config), str(bare), '--pretrain-config', str(pretrain_cfg),
+                        '--out', str(tmp_path / 'b.json')])
+    assert scored['prototype_space'] == 'neck'
+    assert scored['prototype_feature_dim'] == NECK_DIM
+    assert '--pretrain-config' in scored['prototypes_note']
+    reference = tool.main([str(eval_config), str(neck_checkpoint),
+                           '--out', str(tmp_path / 'c.json')])
+    assert scored['prototype_levels'] == reference['prototype_levels']
+
+    # A pre-training config that does not fit the checkpoint stops the evaluation.
+    wrong = Config.fromstring(loaded['meta']['cfg'], '.py')
+    wrong.model.embedding = 'backbone'
+    wrong.dump(str(tmp_path / 'wrong.py'))
+    with pytest.raises(tool.PretrainedLoadingError, match='does not fit'):
+        tool.main([str(eval_config), str(bare), '--pretrain-config',
+                   str(tmp_path / 'wrong.py'), '--out', str(tmp_path / 'd.json')])
+
+
+def test_cluster_eval_scores_legacy_prototypes_with_backbone_features(
+        eval_config, legacy_checkpoint, tmp_path):
+    tool = _load_tool(TOOLS / 'cluster_eval.py')
+    results = tool.main([str(eval_config), str(legacy_checkpoint), '--cache-dir',
+                         str(tmp_path / 'cache'), '--out', str(tmp_path / 'legacy.json')])
+    assert results['prototype_space'] == 'backbone'
+    assert results['prototypes_note'] == \
+        'legacy checkpoint: prototypes built on the pooled backbone'
+    assert results['prototype_feature_dim'] == results['feature_dim'] == EMBED_DIM
+    assert results['prototype_cache_file'] == results['cache_file']  # the same features
+    state = torch.load(legacy_checkpoint, map_location='cpu', weights_only=True)['state_dict']
+    data = torch.load(results['cache_file'], weights_only=True)
+    _check_levels(results['prototype_levels'], _lifted(data['features'], state),
+                  data['labels'])
+
+
+@pytest.mark.parametrize('which', ['neck', 'legacy'])
+def test_hirl_report_reads_new_and_legacy_checkpoints(which, neck_checkpoint,
+                                                      legacy_checkpoint, tiny_imagenet,
+                                                      tmp_path, capsys):
+    checkpoint = neck_checkpoint if which == 'neck' else legacy_checkpoint
+    loaded = torch.load(checkpoint, map_location='cpu', weights_only=True)
+    state = loaded['state_dict']
+    cfg = Config.fromstring(loaded['meta']['cfg'], '.py')
+    # The report's memory bank is the (labelled) training set the prototypes clustered.
+    cfg.train_dataloader.dataset = _folder(tiny_imagenet / 'train')
+    cfg.report = dict(query_dataset=_folder(tiny_imagenet / 'val'),
+                      eval_pipeline=EVAL_PIPELINE, knn_ks=[1, 5], batch_size=8)
+    cfg.dump(str(tmp_path / 'report_cfg.py'))
+    tool = _load_tool(REPO / 'tools' / 'analysis_tools' / 'hirl_report.py')
+    out = tmp_path / 'report.json'
+    assert tool.main([str(tmp_path / 'report_cfg.py'), str(checkpoint), '--out',
+                      str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+
+    expected = 'neck (16-d)' if which == 'neck' else 'backbone (64-d; legacy checkpoint)'
+    assert f'embedding space: {expected}' in printed
+    assert '== Hierarchical prototypes (1 clustering rounds, 40 samples) ==' in printed
+    assert '== KNN top-1 of the backbone (40 train images as memory, 16 test images' in \
+        printed
+    assert report['prototype_space'] == ('neck' if which == 'neck' else 'backbone')
+    assert report['prototype_dim'] == (NECK_DIM if which == 'neck' else EMBED_DIM)
+    assert [s['num_clusters'] for s in report['cluster_stats']] == NUM_PROTOTYPES
+    assert set(report['knn_top1']) == {'1', '5'}
+    # The learned levels are the stored assignments of the training images.
+    labels = torch.tensor([c for c in range(4) for _ in range(TRAIN_PER_CLASS)])
+    assert len(report['level_scores']) == len(NUM_PROTOTYPES)
+    for level, row in enumerate(report['level_scores']):
+        assert row['fine'] == clustering_scores(labels, state[f'prototypes.im2cluster_{level}'])
+    # KNN reads the backbone only: the same for both checkpoints (same backbone weights).
+    other = tmp_path / 'backbone_knn.json'
+    assert tool.main([str(tmp_path / 'report_cfg.py'), str(neck_checkpoint), '--out',
+                      str(other)]) == 0
+    assert json.loads(other.read_text())['knn_top1'] == report['knn_top1']

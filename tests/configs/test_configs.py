@@ -12,6 +12,11 @@ CONFIGS = Path(__file__).parents[2] / 'configs'
 HIRL_CONFIGS = sorted(p for p in (CONFIGS / 'hirl').glob('*.py'))
 EXPECTED = {'simclr_r50': 'SimCLR', 'mocov2_r50': 'MoCo', 'simsiam_r50': 'SimSiam',
             'swav_r50': 'SwAV', 'byol_r50': 'BYOL', 'barlowtwins_r50': 'BarlowTwins'}
+# The embedding each config trains and clusters, and its width: the projector (neck)
+# output as in the reference (HIRL_SPEC.md); Barlow Twins' 8192-d projector is too wide.
+EMBEDDING = {'simclr_r50': ('neck', 128), 'mocov2_r50': ('neck', 128),
+             'simsiam_r50': ('neck', 2048), 'swav_r50': ('neck', 128),
+             'byol_r50': ('neck', 256), 'barlowtwins_r50': ('backbone', 2048)}
 
 
 def test_every_method_has_a_hirl_config_and_a_baseline():
@@ -37,6 +42,9 @@ def test_hirl_config_builds(path):
     assert isinstance(model, HIRLMixin)
     assert type(model).__name__ == f'HIRL{EXPECTED[path.stem]}'
     assert model.prototypes.num_clusters == [30000, 10000, 1000]
+    embedding, width = EMBEDDING[path.stem]
+    assert cfg.model.embedding == embedding and model.prototypes.embedding == embedding
+    assert model.semantic_head.in_channels == model.prototypes.dim == width
     hook = HOOKS.build(cfg.custom_hooks[-1])
     assert hook.warmup_epochs == 20
 
@@ -53,4 +61,24 @@ def test_demo_config_builds():
     init_default_scope(cfg.default_scope)
     model = MODELS.build(cfg.model)
     assert model.prototypes.num_clusters == [100, 10, 5]
+    assert model.embedding == 'neck' and model.prototypes.dim == 64  # SimCLR's projector
     assert cfg.custom_hooks[0]['warmup_epochs'] < cfg.train_cfg.max_epochs - 2  # >= 3 rounds
+
+
+@pytest.mark.parametrize('name,algorithm,embedding,width', [
+    ('hirl-simclr', 'SimCLR', 'neck', 64), ('hirl-simclr-backbone', 'SimCLR', 'backbone', 128),
+    ('hirl-mocov2', 'MoCo', 'neck', 64)])
+def test_study_configs_differ_from_their_baseline_only_by_hirl(name, algorithm, embedding,
+                                                                width):
+    cfg = Config.fromfile(str(CONFIGS / 'study' / f'{name}_tiny-resnet18_fashion-mnist.py'))
+    base_name = algorithm.lower().replace('moco', 'mocov2')
+    base = Config.fromfile(str(CONFIGS / 'study' / f'{base_name}_tiny-resnet18_fashion-mnist.py'))
+    init_default_scope(cfg.default_scope)
+    model = MODELS.build(cfg.model)
+    assert model.embedding == embedding and model.prototypes.dim == width
+    hirl_keys = {'type', 'algorithm', 'num_clusters', 'embedding', 'semantic_head'}
+    assert {k: v for k, v in cfg.model.items() if k not in hirl_keys} == \
+        {k: v for k, v in base.model.items() if k != 'type'}
+    for key in ('train_dataloader', 'optim_wrapper', 'param_scheduler', 'train_cfg',
+                'randomness'):
+        assert cfg[key] == base[key], key

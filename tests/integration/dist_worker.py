@@ -10,6 +10,7 @@ import torch
 from mmengine import dist
 from mmengine.config import Config
 from mmengine.runner import Runner
+from mmpretrain.utils import get_ori_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -33,7 +34,7 @@ cfg = Config(hirl_config(algorithm, data_root, work_dir, max_epochs=3, warmup_ep
 setup_launcher(cfg, 'pytorch')  # as tools/train.py does: gloo on a machine without GPU
 runner = Runner.from_cfg(cfg)
 runner.train()
-model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+model = get_ori_model(runner.model)
 torch.save(dict(prototypes=model.prototypes.state_dict(), received=received,
                 world_size=dist.get_world_size()),
            work_dir / f'rank{dist.get_rank()}.pth')

@@ -7,27 +7,35 @@ The config needs a ``report`` dict (see configs/demo/): ``query_dataset`` (label
 for KNN), ``eval_pipeline`` (applied to the training set, the KNN memory), ``knn_ks``,
 ``batch_size``. If the training set has coarse labels (``get_coarse_labels()``), every level
 is also scored against them.
+
+Only the backbone (loaded exactly from the checkpoint's ``backbone.*``, with the config's
+data preprocessor) and the stored prototypes are read, so checkpoints of every hirl_mm
+version work, including those written before the prototypes recorded their embedding
+space (legacy: built on the pooled backbone). The report says which space the prototypes
+live in; the learned levels are scored by the assignments stored with them
+(``im2cluster``) of the training images.
 """
 import argparse
 import json
 import os.path as osp
 import sys
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
-from mmengine.runner import load_checkpoint
 
 import hirl_mm  # noqa: F401  (registers components, allows mmengine checkpoints)
 from hirl_mm.clustering import cluster_size_stats, format_cluster_size_stats
 from hirl_mm.evaluation import clustering_scores, weighted_knn_classify
-from hirl_mm.models.utils.embedding import backbone_embedding
-from hirl_mm.registry import MODELS
+from hirl_mm.evaluation.checkpoint_reading import load_checkpoint_state
+from hirl_mm.evaluation.feature_model import build_feature_model, load_backbone_weights
+from hirl_mm.evaluation.prototypes import load_stored_prototypes
 from hirl_mm.utils.feature_extraction import build_extraction_loader, extract_embeddings
+from hirl_mm.utils.pretrained import PretrainedLoadingError
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', help='the config the checkpoint was trained with')
     parser.add_argument('checkpoint', help='checkpoint written by tools/train.py')
@@ -35,15 +43,16 @@ def parse_args() -> argparse.Namespace:
                         'checkpoint, <name>_report.json)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def _labels(dataset, name: str) -> torch.Tensor:
     return torch.as_tensor(getattr(dataset, name)(), dtype=torch.long)
 
 
-def main() -> int:
-    args = parse_args()
+def main(argv: Optional[List[str]] = None) -> int:
+    """Print the report and write it as JSON; returns the exit status."""
+    args = parse_args(argv)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -55,24 +64,36 @@ def main() -> int:
     init_default_scope(cfg.get('default_scope', 'hirl_mm'))
     report = cfg.report
 
-    model = MODELS.build(cfg.model)
-    load_checkpoint(model, args.checkpoint, map_location='cpu', revise_keys=[])
+    state_dict = load_checkpoint_state(args.checkpoint)
+    model = build_feature_model(cfg)  # the backbone and the pre-training data preprocessor
+    try:
+        load_backbone_weights(model, args.checkpoint, state_dict)
+    except PretrainedLoadingError as error:
+        sys.exit(f'error: {error}')
     model.eval()
     results: Dict[str, object] = {'checkpoint': osp.abspath(args.checkpoint)}
 
-    prototypes = model.prototypes
-    print(f'\n== Hierarchical prototypes ({int(prototypes.num_updates)} clustering rounds, '
-          f'{prototypes.num_samples} samples) ==')
-    stats = cluster_size_stats(prototypes.as_result()) if prototypes.ready else []
-    print(format_cluster_size_stats(stats))
+    prototypes = load_stored_prototypes(state_dict)
+    if prototypes is None:
+        print('\n== No hierarchical prototypes in the checkpoint ==')
+        stats = []
+    else:
+        rounds = '?' if prototypes.num_updates is None else prototypes.num_updates
+        print(f'\n== Hierarchical prototypes ({rounds} clustering rounds, '
+              f'{prototypes.num_samples} samples) ==')
+        print(f'embedding space: {prototypes.describe_space()}')
+        stats = cluster_size_stats(prototypes.as_result()) if prototypes.ready else []
+        print(format_cluster_size_stats(stats))
+        results['prototype_space'] = prototypes.space
+        results['prototype_dim'] = prototypes.dim
+        results['prototype_space_recorded'] = prototypes.recorded
     results['cluster_stats'] = stats
 
     train_cfg = dict(cfg.train_dataloader.dataset, pipeline=report.eval_pipeline)
     memory_loader = build_extraction_loader(train_cfg, report.batch_size)
     query_loader = build_extraction_loader(report.query_dataset, report.batch_size)
-    embed = lambda x: backbone_embedding(model.backbone(x))  # noqa: E731
-    memory = extract_embeddings(model, memory_loader, embed, show_progress=False)
-    queries = extract_embeddings(model, query_loader, embed, show_progress=False)
+    memory = extract_embeddings(model, memory_loader, model.embed, show_progress=False)
+    queries = extract_embeddings(model, query_loader, model.embed, show_progress=False)
     memory_labels = _labels(memory_loader.dataset, 'get_gt_labels')
     query_labels = _labels(query_loader.dataset, 'get_gt_labels')
     num_classes = len(memory_loader.dataset.metainfo['classes'])
@@ -83,21 +104,26 @@ def main() -> int:
     print('  '.join(f'k={k}: {acc:.2f}%' for k, acc in knn.items()))
     results['knn_top1'] = {str(k): v for k, v in knn.items()}
 
-    if prototypes.ready:
-        label_sets = {'fine': memory_labels}
-        if hasattr(memory_loader.dataset, 'get_coarse_labels'):
-            label_sets['coarse'] = _labels(memory_loader.dataset, 'get_coarse_labels')
-        print('\n== Learned levels against the labels of the training images ==')
-        header = ''.join(f'  NMI/{name:<7}' for name in label_sets)
-        print(f'{"level":>5} {"K":>6}{header}')
-        scores: List[dict] = []
-        for level, assign in enumerate(prototypes.im2cluster):
-            row = {name: clustering_scores(labels.numpy(), assign.cpu().numpy())
-                   for name, labels in label_sets.items()}
-            scores.append(row)
-            cells = ''.join(f'  {row[n]["nmi"]:>11.3f}' for n in label_sets)
-            print(f'{level:>5} {prototypes.num_clusters[level]:>6}{cells}')
-        results['level_scores'] = scores
+    if prototypes is not None and prototypes.ready:
+        if prototypes.num_samples != len(memory_labels):
+            print(f'\nLearned levels not scored: the prototypes hold the assignments of '
+                  f'{prototypes.num_samples} images, the training set has '
+                  f'{len(memory_labels)}.')
+        else:
+            label_sets = {'fine': memory_labels}
+            if hasattr(memory_loader.dataset, 'get_coarse_labels'):
+                label_sets['coarse'] = _labels(memory_loader.dataset, 'get_coarse_labels')
+            print('\n== Learned levels against the labels of the training images ==')
+            header = ''.join(f'  NMI/{name:<7}' for name in label_sets)
+            print(f'{"level":>5} {"K":>6}{header}')
+            scores: List[dict] = []
+            for level, assign in enumerate(prototypes.im2cluster):
+                row = {name: clustering_scores(labels.numpy(), assign.cpu().numpy())
+                       for name, labels in label_sets.items()}
+                scores.append(row)
+                cells = ''.join(f'  {row[n]["nmi"]:>11.3f}' for n in label_sets)
+                print(f'{level:>5} {prototypes.num_clusters[level]:>6}{cells}')
+            results['level_scores'] = scores
 
     out = args.out or osp.splitext(args.checkpoint)[0] + '_report.json'
     with open(out, 'w') as f:

@@ -5,11 +5,15 @@ custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
 # Arguments HIRL adds to the wrapped algorithm's model dict.
 hirl_model = dict(
     num_clusters=[30000, 10000, 1000],  # finest level first
+    # As the reference: the semantic heads train on, and the prototypes cluster, the output
+    # of the method's own projection head (its neck): 128-d for MoCo v2 / SimCLR / SwAV,
+    # 2048-d for SimSiam, 256-d for BYOL. 'backbone' (pooled ResNet-50, 2048-d) is a variant.
+    embedding='neck',
     semantic_head=dict(
         type='SemanticPathHead',
-        in_channels=2048,  # globally pooled ResNet-50 stage 4
+        # in_channels is derived from the embedding's width (and checked when given).
         num_neg_path=1000,
-        num_mlp_layer=2),
+        num_mlp_layer=2),  # Linear layers per head: Linear-BN-ReLU-Linear
     feature_source='auto',  # cluster the momentum encoder's embeddings where there is one
     iter_wise_assignment=False)
 

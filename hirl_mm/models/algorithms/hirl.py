@@ -9,9 +9,8 @@ from torch import Tensor, nn
 
 from hirl_mm.registry import MODELS
 from hirl_mm.utils.dist_utils import all_gather_rows
-from ..utils.backbone_capture import (find_view_output, record_calls_of,
-                                      try_find_view_output)
-from ..utils.embedding import backbone_embedding
+from ..utils.backbone_capture import record_calls_of
+from ..utils.embedding_encoder import EMBEDDINGS, EmbeddingEncoder, infer_output_width
 from ..utils.hierarchical_prototypes import HierarchicalPrototypes
 
 FEATURE_SOURCES = ('auto', 'online', 'momentum')
@@ -28,7 +27,13 @@ class HIRLMixin:
         num_clusters (Sequence[int]): ``K_l`` per level, finest first (e.g. 30000, 10000,
             1000); strictly decreasing.
         semantic_head (dict): Config of the semantic path head (``SemanticPathHead``); its
-            ``num_levels`` is filled in from ``num_clusters``.
+            ``num_levels`` is filled in from ``num_clusters`` and its ``in_channels``, when
+            left out, from the embedding's width (checked against it when given).
+        embedding (str): What the semantic heads train on and the prototypes cluster:
+            ``'neck'`` (the reference: the output of the algorithm's own neck, i.e. its
+            projection head, e.g. 128-d for MoCo v2; gradients of the semantic loss reach
+            the neck) or ``'backbone'`` (the pooled backbone output, e.g. 2048-d for a
+            ResNet-50). Defaults to ``'neck'``.
         feature_source (str): Encoder whose embeddings are clustered: ``'momentum'`` (the
             algorithm's EMA / teacher encoder; error if it has none), ``'online'``, or
             ``'auto'`` (momentum when there is one, as the reference did).
@@ -39,52 +44,102 @@ class HIRLMixin:
     """
 
     def __init__(self, *args, num_clusters: Sequence[int], semantic_head: dict,
-                 feature_source: str = 'auto', iter_wise_assignment: bool = False,
-                 **kwargs) -> None:
+                 embedding: str = 'neck', feature_source: str = 'auto',
+                 iter_wise_assignment: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if feature_source not in FEATURE_SOURCES:
             raise ValueError(f'feature_source={feature_source!r} is not one of '
                              f'{FEATURE_SOURCES}.')
+        if embedding not in EMBEDDINGS:
+            raise ValueError(f'embedding={embedding!r} is not one of {EMBEDDINGS}.')
+        if embedding == 'neck' and getattr(self, 'neck', None) is None:
+            raise ValueError(f'embedding="neck" but {type(self).__name__} has no neck; use '
+                             f'embedding="backbone".')
+        self.embedding = embedding
+        self.feature_source = feature_source
+        self.iter_wise_assignment = iter_wise_assignment
+        self._neck_input_layout: Optional[str] = None  # learned from the first neck call
+        self.clustering_encoder()  # fail at build time if feature_source cannot be met
         head_cfg = dict(semantic_head)
         if head_cfg.get('num_levels', len(num_clusters)) != len(num_clusters):
             raise ValueError(f'semantic_head.num_levels={head_cfg["num_levels"]} differs '
                              f'from len(num_clusters)={len(num_clusters)}; drop num_levels '
                              f'from the head config, it is derived from num_clusters.')
         head_cfg['num_levels'] = len(num_clusters)
+        head_cfg['in_channels'] = self._embedding_width(head_cfg.get('in_channels'))
         self.semantic_head = MODELS.build(head_cfg)
-        self.prototypes = HierarchicalPrototypes(num_clusters, head_cfg['in_channels'])
-        self.feature_source = feature_source
-        self.iter_wise_assignment = iter_wise_assignment
-        self.clustering_backbone()  # fail at build time if feature_source cannot be met
+        self.prototypes = HierarchicalPrototypes(num_clusters, head_cfg['in_channels'],
+                                                 embedding=embedding)
         # The hook keeps prototypes identical on every rank itself; DDP must not broadcast
         # them each step (im2cluster is data-set sized and is resized when clustered).
         self._ddp_params_and_buffers_to_ignore = [
             f'prototypes.{name}' for name, _ in self.prototypes.named_buffers()]
 
-    def momentum_backbone(self) -> Optional[nn.Module]:
-        """The backbone of the algorithm's EMA / teacher encoder, if it has one."""
+    def _embedding_width(self, in_channels: Optional[int]) -> int:
+        """The semantic head's width: derived from the embedding, or checked against it."""
+        module = self.neck if self.embedding == 'neck' else self.backbone
+        width = infer_output_width(module)
+        if in_channels is None:
+            if width is None:
+                raise ValueError(
+                    f'Cannot read the width of the {self.embedding!r} embedding off '
+                    f'{type(module).__name__}; set semantic_head.in_channels.')
+            return width
+        if width is not None and int(in_channels) != width:
+            raise ValueError(
+                f'semantic_head.in_channels={in_channels}, but the {self.embedding!r} '
+                f'embedding of {type(self).__name__} ({type(module).__name__}) is '
+                f'{width}-d: set in_channels={width}, or leave it out (it is derived).')
+        return int(in_channels)
+
+    def _encoder(self, backbone: nn.Module, neck: Optional[nn.Module],
+                 layout: Optional[str] = None) -> EmbeddingEncoder:
+        """An :class:`EmbeddingEncoder` for this model's embedding option."""
+        if self.embedding == 'backbone':
+            return EmbeddingEncoder(backbone)
+        if neck is None:
+            raise ValueError(f'embedding="neck" but the encoder of {type(self).__name__} '
+                             f'has no neck; use embedding="backbone".')
+        return EmbeddingEncoder(backbone, neck, layout or self._neck_input_layout)
+
+    def online_encoder(self) -> EmbeddingEncoder:
+        """The online backbone (+ neck): what the semantic heads train on."""
+        return self._encoder(self.backbone, getattr(self, 'neck', None))
+
+    def momentum_encoder(self) -> Optional[EmbeddingEncoder]:
+        """The EMA / teacher encoder's backbone (+ neck), if the algorithm has one."""
         for module in self.children():
             if isinstance(module, BaseAveragedModel):
                 inner = module.module
                 if isinstance(inner, nn.Sequential):
-                    return inner[0]
-                return getattr(inner, 'backbone', inner)
+                    # Built as Sequential(backbone, neck) (MoCo, BYOL): neck(backbone(x)).
+                    neck = inner[1] if len(inner) > 1 else None
+                    return self._encoder(inner[0], neck, layout='output')
+                return self._encoder(getattr(inner, 'backbone', inner),
+                                     getattr(inner, 'neck', None))
         return None
 
-    def clustering_backbone(self) -> nn.Module:
-        """The backbone whose embeddings are clustered (see ``feature_source``)."""
-        momentum = self.momentum_backbone()
+    def clustering_encoder(self) -> EmbeddingEncoder:
+        """The encoder whose embeddings are clustered (see ``feature_source``)."""
+        momentum = self.momentum_encoder()
         if self.feature_source == 'momentum' and momentum is None:
             raise ValueError(f'feature_source="momentum" but {type(self).__name__} has no '
                              f'momentum encoder; use feature_source="auto" or "online".')
         if self.feature_source == 'online' or momentum is None:
-            return self.backbone
+            return self.online_encoder()
         return momentum
 
     @torch.no_grad()
     def extract_clustering_embedding(self, inputs: Tensor) -> Tensor:
         """Un-normalised embeddings of a batch for clustering (eval-transform images)."""
-        return backbone_embedding(self.clustering_backbone()(inputs))
+        encoder = self.clustering_encoder()
+        embedding = encoder.embed(inputs)
+        self._remember_layout(encoder)
+        return embedding
+
+    def _remember_layout(self, encoder: EmbeddingEncoder) -> None:
+        if encoder.neck is getattr(self, 'neck', None) and encoder.neck_input_layout:
+            self._neck_input_layout = encoder.neck_input_layout
 
     def loss(self, inputs: Union[Tensor, List[Tensor]], data_samples: List[DataSample],
              **kwargs) -> Dict[str, Tensor]:
@@ -99,13 +154,17 @@ class HIRLMixin:
             Dict[str, Tensor]: The algorithm's losses, ``loss_semantic`` and, with
             iter-wise assignment, ``assign_changed_ratio``.
         """
-        momentum = self.momentum_backbone()
-        watched = [self.backbone] + ([momentum] if momentum is not None else [])
-        with record_calls_of(watched) as (calls, *momentum_calls):
+        online, momentum = self.online_encoder(), self.momentum_encoder()
+        encoders = [online] + ([momentum] if momentum is not None else [])
+        with record_calls_of([m for e in encoders for m in e.modules]) as recorded:
             losses = super().loss(inputs, data_samples, **kwargs)
+        calls, start = [], 0
+        for encoder in encoders:
+            calls.append(recorded[start:start + len(encoder.modules)])
+            start += len(encoder.modules)
         views = inputs if isinstance(inputs, (list, tuple)) else [inputs]
-        first_view = find_view_output(calls, views[0])
-        embedding = backbone_embedding(first_view)
+        embedding = online.find_view_embedding(calls[0], views[0])
+        self._remember_layout(online)
         if not self.prototypes.ready:
             # Warm-up: a zero loss still touching every head parameter keeps DDP happy.
             losses.update(self.semantic_head.loss(embedding))
@@ -113,30 +172,29 @@ class HIRLMixin:
 
         sample_idx = self._sample_idx(data_samples, embedding.device)
         if self.iter_wise_assignment and self.training:
-            key_output = self._key_view_output(views, calls, momentum_calls)
-            key_embedding = backbone_embedding(
-                first_view if key_output is None else key_output).detach()
-            losses['assign_changed_ratio'] = self._reassign(sample_idx, key_embedding)
+            key_embedding = self._key_view_embedding(views, encoders, calls)
+            losses['assign_changed_ratio'] = self._reassign(
+                sample_idx, (embedding if key_embedding is None else key_embedding).detach())
         losses.update(
             self.semantic_head.loss(embedding, self.prototypes.paths(sample_idx),
                                     self.prototypes.centroids, self.prototypes.parents))
         return losses
 
     @staticmethod
-    def _key_view_output(views: List[Tensor], calls: list,
-                         momentum_calls: List[list]) -> Optional[object]:
-        """Backbone output of the key (second) view for iter-wise re-assignment.
+    def _key_view_embedding(views: List[Tensor], encoders: List[EmbeddingEncoder],
+                            calls: List[list]) -> Optional[Tensor]:
+        """Embedding of the key (second) view for iter-wise re-assignment.
 
         The momentum encoder's output is preferred (it is what was clustered), then the
-        online backbone's. ``None`` when neither saw the key view as a whole (e.g. MoCo
+        online encoder's. ``None`` when neither saw the key view as a whole (e.g. MoCo
         shuffles keys across ranks): the caller then uses the first view.
         """
         if len(views) < 2:
             return None
-        for recorded in [*momentum_calls, calls]:
-            output = try_find_view_output(recorded, views[1])
-            if output is not None:
-                return output
+        for encoder, encoder_calls in reversed(list(zip(encoders, calls))):
+            embedding = encoder.view_embedding(encoder_calls, views[1])
+            if embedding is not None:
+                return embedding
         return None
 
     @staticmethod

@@ -16,17 +16,20 @@ __all__ = ['SemanticPathHead']
 class SemanticPathHead(BaseModule):
     """Projects an image embedding to one semantic embedding per hierarchy level.
 
-    For each level ``l`` a projection MLP ``g_l`` (``num_mlp_layer`` hidden layers
-    ``Linear -> BatchNorm1d -> ReLU`` of width ``in_channels``, then a final ``Linear`` to
-    ``in_channels``, the centroid dimension) maps the embedding to ``z_l``, which is
-    L2-normalised. The loss discriminates each image's semantic path from randomly drawn
+    For each level ``l`` a projection MLP ``g_l`` maps the embedding to ``z_l``, which is
+    L2-normalised. As in the reference (``MLP(D, [D] * num_mlp_layer)``), ``num_mlp_layer``
+    counts the ``Linear`` layers, all of width ``D = in_channels`` (the centroids' width);
+    each but the last is followed by ``BatchNorm1d -> ReLU`` and has no bias (the BN has
+    one): ``num_mlp_layer=2`` is ``Linear(D, D, bias=False) - BN - ReLU - Linear(D, D)``.
+    The loss discriminates each image's semantic path from randomly drawn
     negative paths (see :func:`hirl_mm.models.losses.semantic_path_loss`).
 
     Args:
         in_channels (int): Dimension ``D`` of the input embedding and of the centroids.
         num_levels (int): Number of hierarchy levels ``L``.
         num_neg_path (int): Negative paths drawn per image. Defaults to 1000.
-        num_mlp_layer (int): Hidden layers of each projection MLP. Defaults to 2.
+        num_mlp_layer (int): ``Linear`` layers of each projection MLP (>= 1). Defaults
+            to 2.
         loss (dict): Config of the loss module. Defaults to
             ``dict(type='SemanticPathLoss')``.
         init_cfg (dict | list[dict], optional): Initialisation config. Defaults to None.
@@ -43,9 +46,10 @@ class SemanticPathHead(BaseModule):
         if in_channels < 1 or num_levels < 1:
             raise ValueError(f'in_channels and num_levels must be >= 1, got {in_channels} '
                              f'and {num_levels}')
-        if num_neg_path < 0 or num_mlp_layer < 0:
-            raise ValueError(f'num_neg_path and num_mlp_layer must be >= 0, got '
-                             f'{num_neg_path} and {num_mlp_layer}')
+        if num_neg_path < 0 or num_mlp_layer < 1:
+            raise ValueError(f'Need num_neg_path >= 0 and num_mlp_layer >= 1 (it counts the '
+                             f'Linear layers of each MLP), got {num_neg_path} and '
+                             f'{num_mlp_layer}')
         self.in_channels = in_channels
         self.num_levels = num_levels
         self.num_neg_path = num_neg_path
@@ -55,19 +59,19 @@ class SemanticPathHead(BaseModule):
         self.loss_module = MODELS.build(loss)
 
     @staticmethod
-    def _build_mlp(channels: int, num_hidden: int) -> nn.Sequential:
+    def _build_mlp(channels: int, num_linear: int) -> nn.Sequential:
         """One projection MLP ``g_l``.
 
         Args:
             channels (int): Input, hidden and output width.
-            num_hidden (int): Number of ``Linear -> BatchNorm1d -> ReLU`` blocks.
+            num_linear (int): Number of ``Linear`` layers.
 
         Returns:
             nn.Sequential: The MLP.
         """
         layers: List[nn.Module] = []
-        for _ in range(num_hidden):
-            layers += [nn.Linear(channels, channels), nn.BatchNorm1d(channels),
+        for _ in range(num_linear - 1):
+            layers += [nn.Linear(channels, channels, bias=False), nn.BatchNorm1d(channels),
                        nn.ReLU(inplace=True)]
         layers.append(nn.Linear(channels, channels))
         return nn.Sequential(*layers)
@@ -82,8 +86,11 @@ class SemanticPathHead(BaseModule):
             List[Tensor]: ``num_levels`` tensors ``[N, in_channels]`` of unit norm.
         """
         if embedding.dim() != 2 or embedding.shape[1] != self.in_channels:
-            raise ValueError(f'embedding must be [N, {self.in_channels}], got shape '
-                             f'{tuple(embedding.shape)}')
+            raise ValueError(
+                f'The semantic head expects [N, {self.in_channels}] embeddings but got shape '
+                f'{tuple(embedding.shape)}: set semantic_head.in_channels='
+                f'{embedding.shape[-1]} (or leave it out: HIRL derives it from the '
+                f'embedding).')
         return [F.normalize(g(embedding), dim=1) for g in self.projectors]
 
     def loss(self,

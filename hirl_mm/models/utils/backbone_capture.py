@@ -1,4 +1,4 @@
-"""Record a backbone's calls during a wrapped algorithm's loss, and find a view's rows.
+"""Record a backbone's (and neck's) calls during a wrapped algorithm's loss; find a view's rows.
 
 HIRL adds its semantic loss on the embedding of the first view, which the wrapped SSL
 algorithm already computes inside its own ``loss``. Recording the backbone's calls gives
@@ -23,7 +23,8 @@ def record_calls(module: nn.Module) -> Iterator[List[BackboneCall]]:
     """Record ``(input, output)`` of every forward call of ``module`` inside the block.
 
     Args:
-        module (nn.Module): The module to watch (the online backbone).
+        module (nn.Module): The module to watch (a backbone, or a neck, whose input is
+            a backbone's output).
 
     Yields:
         list: ``(first positional input, output)`` per call, in call order.
@@ -31,7 +32,7 @@ def record_calls(module: nn.Module) -> Iterator[List[BackboneCall]]:
     calls: List[BackboneCall] = []
 
     def _hook(_module: nn.Module, args: tuple, output: Any) -> None:
-        if args and isinstance(args[0], Tensor):
+        if args:
             calls.append((args[0], output))
 
     handle = module.register_forward_hook(_hook)
@@ -55,14 +56,6 @@ def _select(output: Any, fn) -> Any:
     if isinstance(output, (tuple, list)):
         return type(output)(_select(o, fn) for o in output)
     return output
-
-
-def try_find_view_output(calls: List[BackboneCall], view: Tensor) -> Optional[Any]:
-    """Like :func:`find_view_output`, but ``None`` when the view is not found."""
-    try:
-        return find_view_output(calls, view)
-    except RuntimeError:
-        return None
 
 
 _INT_OF_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
@@ -106,6 +99,40 @@ def _match_rows(inputs: Tensor, view: Tensor) -> Optional[Tensor]:
     return idx if torch.equal(rows[idx], wanted) else None
 
 
+def locate_view(calls: List[BackboneCall], view: Tensor) -> Optional[Tuple[int, Tensor]]:
+    """Which recorded call holds every row of ``view``, and at which rows.
+
+    Args:
+        calls (list): Recorded ``(input, output)`` pairs of the backbone.
+        view (Tensor): ``[B, C, H, W]``, the view as the algorithm received it.
+
+    Returns:
+        tuple | None: ``(call index, row indices [B])`` of the first call that holds the
+        view (rows in the order of ``view``'s rows), or ``None``.
+    """
+    for call_index, (inputs, _) in enumerate(calls):
+        idx = _match_rows(inputs, view) if isinstance(inputs, Tensor) else None
+        if idx is not None:
+            return call_index, idx
+    return None
+
+
+def select_rows(output: Any, idx: Tensor) -> Any:
+    """``output`` (a tensor or a nested tuple / list of them) restricted to rows ``idx``."""
+    return _select(output, lambda t: t[idx])
+
+
+def view_not_found_error(calls: List[BackboneCall], view: Tensor) -> RuntimeError:
+    """The error raised when no recorded backbone call holds a view."""
+    shapes = [tuple(inputs.shape) for inputs, _ in calls if isinstance(inputs, Tensor)]
+    return RuntimeError(
+        f'HIRL could not find the view of shape {tuple(view.shape)} among the inputs of '
+        f'the backbone calls made by the wrapped algorithm (inputs seen: {shapes}). The '
+        f'algorithm must pass that view\'s images to its backbone unchanged (alone, or '
+        f'batched with other views in any order). Otherwise override `loss` in a subclass '
+        f'of the HIRL algorithm and compute the embedding explicitly.')
+
+
 def find_view_output(calls: List[BackboneCall], view: Tensor) -> Any:
     """The backbone output rows that belong to ``view``, from recorded calls.
 
@@ -120,14 +147,8 @@ def find_view_output(calls: List[BackboneCall], view: Tensor) -> Any:
     Raises:
         RuntimeError: If no recorded call holds every row of the view.
     """
-    for inputs, output in calls:
-        idx = _match_rows(inputs, view)
-        if idx is not None:
-            return _select(output, lambda t: t[idx])
-    shapes = [tuple(inputs.shape) for inputs, _ in calls]
-    raise RuntimeError(
-        f'HIRL could not find the view of shape {tuple(view.shape)} among the inputs of '
-        f'the backbone calls made by the wrapped algorithm (inputs seen: {shapes}). The '
-        f'algorithm must pass that view\'s images to its backbone unchanged (alone, or '
-        f'batched with other views in any order). Otherwise override `loss` in a subclass '
-        f'of the HIRL algorithm and compute the embedding explicitly.')
+    found = locate_view(calls, view)
+    if found is None:
+        raise view_not_found_error(calls, view)
+    call_index, idx = found
+    return select_rows(calls[call_index][1], idx)

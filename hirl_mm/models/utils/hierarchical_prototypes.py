@@ -6,6 +6,54 @@ from torch import Tensor, nn
 
 from hirl_mm.clustering.result import HierarchicalClusteringResult
 
+# Prototypes saved before the embedding option existed were built on the pooled backbone.
+LEGACY_SPACE = 'backbone'
+
+
+def encode_space(name: str) -> Tensor:
+    """An embedding space's name as a uint8 buffer (checkpoints keep only tensors)."""
+    return torch.tensor(list(name.encode('ascii')), dtype=torch.uint8)
+
+
+def decode_space(buffer: Tensor) -> str:
+    """The name stored by :func:`encode_space`."""
+    return bytes(buffer.tolist()).decode('ascii')
+
+
+def checkpoint_space(state_dict: dict, prefix: str = 'prototypes.') -> str:
+    """The embedding space of the prototypes in a state dict (``'backbone'`` for
+    checkpoints written before hirl_mm recorded it)."""
+    buffer = state_dict.get(f'{prefix}embedding_space')
+    return LEGACY_SPACE if buffer is None else decode_space(buffer)
+
+
+def check_checkpoint_space(state_dict: dict, prefix: str, embedding: str, dim: int) -> None:
+    """Refuse to load prototypes built in another embedding space or of another width.
+
+    Raises:
+        ValueError: Naming the checkpoint's space and width and what to do.
+    """
+    space = checkpoint_space(state_dict, prefix)
+    centroids = state_dict.get(f'{prefix}centroids_0')
+    width = None if centroids is None else int(centroids.shape[1])
+    if f'{prefix}embedding_space' not in state_dict:
+        raise ValueError(
+            f'The checkpoint was written by hirl_mm before its embedding options and the '
+            f'reference MLP layout of the semantic heads (num_mlp_layer now counts Linear '
+            f'layers): its {width}-d prototypes were built on the pooled backbone and its '
+            f'heads have another structure, so training cannot continue from it. Start a '
+            f'new run; knn.py, cluster_eval.py and hirl_report.py still evaluate it (its '
+            f'learned levels in the backbone space they were built in).')
+    if space == embedding and width in (None, dim):
+        return
+    raise ValueError(
+        f'The checkpoint\'s HIRL prototypes were built in the {space!r} embedding space '
+        f'({width}-d); this model clusters the {embedding!r} space ({dim}-d), so its '
+        f'semantic heads and prototypes cannot continue from them. Resume with the model '
+        f'setting embedding={space!r} (and that checkpoint\'s semantic head), or start a new '
+        f'run. Evaluation tools (knn.py, cluster_eval.py, hirl_report.py) still read such '
+        f'checkpoints and score the learned levels in their own space.')
+
 
 class HierarchicalPrototypes(nn.Module):
     """The state of the latest hierarchical clustering, kept in buffers.
@@ -15,14 +63,17 @@ class HierarchicalPrototypes(nn.Module):
     the top level ``parents_l`` ``[K_l]`` (the level-``l+1`` cluster of each centroid).
     ``num_updates`` counts clustering rounds; zero means "not clustered yet" (warm-up).
     ``N`` is unknown when the model is built: ``im2cluster_l`` starts empty and is resized
-    by :meth:`update` and when a checkpoint is loaded.
+    by :meth:`update` and when a checkpoint is loaded. ``embedding_space`` holds the name of
+    the embedding the centroids live in (``'neck'`` or ``'backbone'``, as bytes), so that
+    evaluation scores the levels in that space and a resume into another space is refused.
 
     Args:
         num_clusters (Sequence[int]): ``K_l`` per level, finest first.
         dim (int): Embedding dimension ``D``.
+        embedding (str): Name of the embedding space. Defaults to ``'neck'``.
     """
 
-    def __init__(self, num_clusters: Sequence[int], dim: int) -> None:
+    def __init__(self, num_clusters: Sequence[int], dim: int, embedding: str = 'neck') -> None:
         super().__init__()
         if len(num_clusters) == 0:
             raise ValueError('num_clusters is empty: give at least one level, e.g. '
@@ -35,6 +86,12 @@ class HierarchicalPrototypes(nn.Module):
             if level + 1 < self.num_levels:
                 self.register_buffer(f'parents_{level}', torch.zeros(k, dtype=torch.long))
         self.register_buffer('num_updates', torch.zeros((), dtype=torch.long))
+        self.register_buffer('embedding_space', encode_space(embedding))
+
+    @property
+    def embedding(self) -> str:
+        """Name of the embedding space the prototypes were built in."""
+        return decode_space(self.embedding_space)
 
     @property
     def num_levels(self) -> int:
@@ -138,6 +195,8 @@ class HierarchicalPrototypes(nn.Module):
         return changed
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        if f'{prefix}num_updates' in state_dict:  # a HIRL checkpoint (not plain weights)
+            check_checkpoint_space(state_dict, prefix, self.embedding, self.dim)
         # im2cluster's length is the data set's size, only known once clustered: take the
         # checkpoint's so a resumed run continues with the same assignments.
         for level in range(self.num_levels):
@@ -149,4 +208,5 @@ class HierarchicalPrototypes(nn.Module):
 
     def extra_repr(self) -> str:
         return (f'num_clusters={self.num_clusters}, dim={self.dim}, '
+                f'embedding={self.embedding!r}, '
                 f'num_samples={self.num_samples}, num_updates={int(self.num_updates)}')

@@ -3,6 +3,7 @@ import copy
 
 import pytest
 import torch
+from mmengine.logging import MessageHub
 from mmengine.registry import DefaultScope
 from mmengine.runner.checkpoint import _load_checkpoint_with_prefix
 from mmpretrain.models import SimCLR
@@ -10,25 +11,64 @@ from mmpretrain.structures import DataSample
 
 from hirl_mm.models.algorithms import HIRLMixin, hirl_class
 from hirl_mm.registry import MODELS
-from tiny_setup import EMBED_DIM, _method_cfg
+from tiny_setup import CNN_ALGORITHMS, EMBED_DIM, NECK_DIM, _method_cfg
 
 BACKBONE = dict(type='ResNet', depth=18, base_channels=8, stem_channels=8)
 
 
+@pytest.fixture(autouse=True)
+def _max_iters():
+    """BYOL's cosine EMA reads the run's length from the message hub, as under a Runner."""
+    MessageHub.get_current_instance().update_info('max_iters', 100)
+
+
 def _model_cfg(algorithm='SimCLR', **kwargs):
     cfg = dict(type='HIRL', algorithm=algorithm, backbone=BACKBONE, num_clusters=[6, 3],
-               semantic_head=dict(type='SemanticPathHead', in_channels=EMBED_DIM,
-                                  num_neg_path=8, num_mlp_layer=1),
+               semantic_head=dict(type='SemanticPathHead', num_neg_path=8, num_mlp_layer=2),
                **_method_cfg(algorithm))
     cfg.update(kwargs)
     return cfg
 
 
-def _batch(batch=4, size=32):
+def _batch(batch=4, size=32, algorithm='SimCLR'):
     torch.manual_seed(0)
     views = [torch.randn(batch, 3, size, size) for _ in range(2)]
+    if algorithm == 'SwAV':  # two local crops at a second resolution
+        views += [torch.randn(batch, 3, size // 2, size // 2) for _ in range(2)]
     samples = [DataSample(metainfo=dict(sample_idx=i)) for i in range(batch)]
     return views, samples
+
+
+def _plain(algorithm, hirl_model):
+    """The same algorithm without HIRL, with the HIRL model's weights."""
+    cfg = {k: v for k, v in _model_cfg(algorithm).items()
+           if k not in ('num_clusters', 'semantic_head', 'algorithm')}
+    plain = MODELS.build(dict(cfg, type=algorithm))
+    plain.load_state_dict(hirl_model.state_dict(), strict=False)
+    return plain
+
+
+def _count_calls(model, views, samples, names=('backbone', 'neck')):
+    """Forward calls of the named submodules during one ``loss``, and the losses."""
+    counts = dict.fromkeys(names, 0)
+    handles = [getattr(model, name).register_forward_hook(
+        lambda *_, name=name: counts.__setitem__(name, counts[name] + 1)) for name in names]
+    torch.manual_seed(1)
+    losses = model.loss(copy.deepcopy(views), samples)
+    for handle in handles:
+        handle.remove()
+    return counts, losses
+
+
+def _head_input(model, views, samples):
+    """The embedding the semantic head received during one ``loss``."""
+    seen = []
+    handle = model.semantic_head.register_forward_hook(
+        lambda _m, args, _out: seen.append(args[0].detach().clone()))
+    model.loss(copy.deepcopy(views), samples)
+    handle.remove()
+    assert len(seen) == 1
+    return seen[0]
 
 
 def _fill_prototypes(model, num_samples=4):
@@ -72,34 +112,139 @@ def test_warmup_loss_is_zero_but_touches_head():
     assert all(p.grad is not None for p in model.semantic_head.parameters())
 
 
-@pytest.mark.parametrize('algorithm', ['SimCLR', 'MoCo', 'SwAV', 'BYOL', 'SimSiam'])
-def test_semantic_loss_reuses_the_algorithms_backbone_calls(algorithm):
+@pytest.mark.parametrize('algorithm', CNN_ALGORITHMS)
+def test_neck_embedding_is_the_first_views_projection(algorithm):
+    """embedding='neck' reads the algorithm's own neck output for the first view."""
     model = MODELS.build(_model_cfg(algorithm))
-    plain = MODELS.build({k: v for k, v in _model_cfg(algorithm).items()
-                          if k not in ('num_clusters', 'semantic_head', 'algorithm')}
-                         | dict(type=algorithm))
-    plain.load_state_dict(model.state_dict(), strict=False)
+    assert model.semantic_head.in_channels == NECK_DIM == model.prototypes.dim
     _fill_prototypes(model)
-    views, samples = _batch()
-    if algorithm == 'SwAV':
-        views = views + [torch.randn(4, 3, 16, 16) for _ in range(2)]
+    model.eval()  # batch norm on running statistics: rows do not depend on batch layout
+    views, samples = _batch(algorithm=algorithm)
+    embedding = _head_input(model, views, samples)
+    with torch.no_grad():
+        features = model.backbone(views[0])
+        direct = model.neck([features] if algorithm == 'SwAV' else features)
+    direct = direct[0] if isinstance(direct, tuple) else direct
+    torch.testing.assert_close(embedding, direct)
 
-    def count_calls(m):
-        calls = []
-        handle = m.backbone.register_forward_hook(lambda *a: calls.append(1))
-        torch.manual_seed(1)
-        losses = m.loss(copy.deepcopy(views), samples)
-        handle.remove()
-        return len(calls), losses
 
-    n_hirl, losses = count_calls(model)
-    n_plain, _ = count_calls(plain)
-    assert n_hirl == n_plain  # no second backbone forward for the embedding
+@pytest.mark.parametrize('algorithm', CNN_ALGORITHMS)
+def test_neck_embedding_adds_no_forward_and_trains_the_neck(algorithm):
+    model = MODELS.build(_model_cfg(algorithm))
+    _fill_prototypes(model)
+    views, samples = _batch(algorithm=algorithm)
+    hirl_counts, losses = _count_calls(model, views, samples)
+    plain_counts, _ = _count_calls(_plain(algorithm, model), views, samples)
+    assert hirl_counts == plain_counts  # no second backbone or neck forward
+    assert hirl_counts['neck'] >= 1
     assert float(losses['loss_semantic'].detach()) > 0
     model.zero_grad()
     losses['loss_semantic'].backward()
-    grads = [p.grad for p in model.backbone.parameters() if p.grad is not None]
-    assert grads and any(float(g.abs().sum()) > 0 for g in grads)
+    for name in ('neck', 'backbone'):
+        grads = [p.grad for p in getattr(model, name).parameters() if p.grad is not None]
+        assert grads and any(float(g.abs().sum()) > 0 for g in grads), name
+
+
+@pytest.mark.parametrize('algorithm', ['SimCLR', 'MoCo', 'SwAV'])
+def test_backbone_embedding_option(algorithm):
+    """embedding='backbone' keeps the pooled backbone of the first view (the old variant)."""
+    model = MODELS.build(_model_cfg(algorithm, embedding='backbone'))
+    assert model.semantic_head.in_channels == EMBED_DIM == model.prototypes.dim
+    assert model.prototypes.embedding == 'backbone'
+    _fill_prototypes(model)
+    model.eval()
+    views, samples = _batch(algorithm=algorithm)
+    embedding = _head_input(model, views, samples)
+    with torch.no_grad():
+        direct = model.backbone(views[0])[-1].mean(dim=(2, 3))
+    torch.testing.assert_close(embedding, direct)
+    hirl_counts, _ = _count_calls(model, views, samples, names=('backbone', ))
+    plain_counts, _ = _count_calls(_plain(algorithm, model), views, samples,
+                                   names=('backbone', ))
+    assert hirl_counts == plain_counts
+
+
+@pytest.mark.parametrize('algorithm', ['MoCo', 'BYOL'])
+def test_momentum_methods_cluster_the_momentum_necks_output(algorithm):
+    model = MODELS.build(_model_cfg(algorithm))
+    ema = model.encoder_k if algorithm == 'MoCo' else model.target_net
+    momentum = ema.module  # Sequential(backbone, neck), an EMA copy
+    assert model.clustering_encoder().neck is momentum[1]
+    with torch.no_grad():  # make the EMA copy differ from the online encoder
+        for param in momentum.parameters():
+            param.add_(torch.randn_like(param) * 0.1)
+    model.eval()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        expected = momentum(x)[0]
+        online = model.neck(model.backbone(x))[0]
+    got = model.extract_clustering_embedding(x)
+    assert got.shape == (3, NECK_DIM)
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(got, online)
+
+
+@pytest.mark.parametrize('algorithm', ['SimCLR', 'SwAV', 'SimSiam', 'BarlowTwins'])
+def test_online_methods_cluster_the_online_necks_output(algorithm):
+    """Without a momentum encoder the online backbone + neck is clustered (SwAV's neck
+    takes a list of backbone outputs: the layout is found, not hard-coded)."""
+    model = MODELS.build(_model_cfg(algorithm))
+    model.eval()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        features = model.backbone(x)
+        expected = model.neck([features] if algorithm == 'SwAV' else features)
+    expected = expected[0] if isinstance(expected, tuple) else expected
+    torch.testing.assert_close(model.extract_clustering_embedding(x), expected)
+
+
+def test_mismatched_in_channels_fails_at_build_with_the_right_width():
+    cfg = _model_cfg('MoCo')
+    cfg['semantic_head']['in_channels'] = EMBED_DIM  # the backbone's width, not the neck's
+    with pytest.raises(ValueError, match=f'set in_channels={NECK_DIM}'):
+        MODELS.build(cfg)
+    cfg = _model_cfg('MoCo', embedding='backbone')
+    cfg['semantic_head']['in_channels'] = NECK_DIM
+    with pytest.raises(ValueError, match=f'set in_channels={EMBED_DIM}'):
+        MODELS.build(cfg)
+    cfg = _model_cfg('MoCo')
+    cfg['semantic_head']['in_channels'] = NECK_DIM  # right: accepted
+    assert MODELS.build(cfg).semantic_head.in_channels == NECK_DIM
+
+
+def test_semantic_heads_are_the_reference_mlp():
+    model = MODELS.build(_model_cfg('MoCo'))
+    for mlp in model.semantic_head.projectors:
+        linears = [m for m in mlp if isinstance(m, torch.nn.Linear)]
+        assert len(linears) == 2  # num_mlp_layer=2
+        assert linears[0].bias is None and linears[1].bias is not None
+
+
+def test_unknown_embedding_or_missing_neck():
+    with pytest.raises(ValueError, match="embedding='pooled'"):
+        MODELS.build(_model_cfg(embedding='pooled'))
+    cfg = _model_cfg('SimCLR')
+    cfg.pop('neck')
+    with pytest.raises((ValueError, TypeError)):
+        MODELS.build(cfg)
+
+
+def test_an_algorithm_whose_neck_layout_cannot_be_followed_fails_clearly():
+    """A neck fed with something else than the backbone's output (here a re-packed
+    copy) cannot be followed: the error names the option to use instead."""
+    from mmpretrain.models import SimCLR
+
+    class RepackingSimCLR(SimCLR):
+        def loss(self, inputs, data_samples, **kwargs):
+            x = self.backbone(torch.cat(inputs))
+            z = self.neck(tuple(t.clone() for t in x))[0]
+            return dict(loss=z.pow(2).mean())
+
+    model = hirl_class(RepackingSimCLR)(**{k: v for k, v in _model_cfg().items()
+                                            if k not in ('type', 'algorithm')})
+    views, samples = _batch()
+    with pytest.raises(RuntimeError, match='embedding="backbone"'):
+        model.loss(views, samples)
 
 
 def test_iter_wise_assignment_logs_ratio_and_updates_paths():
@@ -126,9 +271,10 @@ def test_missing_sample_idx_is_a_clear_error():
 
 def test_feature_source():
     moco = MODELS.build(_model_cfg('MoCo'))
-    assert moco.clustering_backbone() is moco.encoder_k.module[0]
+    assert moco.clustering_encoder().backbone is moco.encoder_k.module[0]
     online = MODELS.build(_model_cfg('MoCo', feature_source='online'))
-    assert online.clustering_backbone() is online.backbone
+    assert online.clustering_encoder().backbone is online.backbone
+    assert online.clustering_encoder().neck is online.neck
     with pytest.raises(ValueError, match='no momentum encoder'):
         MODELS.build(_model_cfg('SimCLR', feature_source='momentum'))
     with pytest.raises(ValueError, match='feature_source'):
@@ -170,7 +316,7 @@ def test_iter_wise_key_view_comes_from_the_momentum_encoder():
     losses = model.loss(views, samples)
     assert 'assign_changed_ratio' in losses
     with torch.no_grad():  # same batch statistics: BatchNorm sees the same rows
-        key = model.encoder_k.module[0](views[1])[-1].mean(dim=(2, 3))
+        key = model.encoder_k.module(views[1])[0]  # the key encoder's neck output
     nearest = (torch.nn.functional.normalize(key, dim=1)
                @ model.prototypes.centroids[0].t()).argmax(dim=1)
     assert torch.equal(model.prototypes.im2cluster[0][:4], nearest)

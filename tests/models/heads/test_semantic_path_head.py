@@ -36,12 +36,19 @@ def test_build_and_structure():
     assert isinstance(head.loss_module, SemanticPathLoss)
     assert head.loss_module.loss_weight == 2.
     assert len(head.projectors) == 3
-    for mlp in head.projectors:
+    for mlp in head.projectors:  # num_mlp_layer counts the Linear layers (the reference's MLP)
         kinds = [type(m) for m in mlp]
-        assert kinds == [nn.Linear, nn.BatchNorm1d, nn.ReLU] * 3 + [nn.Linear]
-        assert all(m.in_features == DIM and m.out_features == DIM
-                   for m in mlp if isinstance(m, nn.Linear))
-    assert [type(m) for m in build_head(num_mlp_layer=0).projectors[0]] == [nn.Linear]
+        assert kinds == [nn.Linear, nn.BatchNorm1d, nn.ReLU] * 2 + [nn.Linear]
+        linears = [m for m in mlp if isinstance(m, nn.Linear)]
+        assert all(m.in_features == DIM and m.out_features == DIM for m in linears)
+        # No bias before a BatchNorm; the last layer keeps its bias.
+        assert [m.bias is not None for m in linears] == [False, False, True]
+    two = build_head(num_mlp_layer=2).projectors[0]
+    assert [type(m) for m in two] == [nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Linear]
+    assert two[0].bias is None and two[3].bias is not None
+    assert [type(m) for m in build_head(num_mlp_layer=1).projectors[0]] == [nn.Linear]
+    with pytest.raises(ValueError, match='num_mlp_layer >= 1'):
+        build_head(num_mlp_layer=0)
 
 
 def test_forward_shapes_and_unit_norm():
@@ -51,7 +58,7 @@ def test_forward_shapes_and_unit_norm():
     for level in z:
         assert level.shape == (6, DIM)
         torch.testing.assert_close(level.norm(dim=1), torch.ones(6))
-    with pytest.raises(ValueError, match='embedding must be'):
+    with pytest.raises(ValueError, match=f'in_channels={DIM + 1}'):
         head(torch.randn(6, DIM + 1))
 
 

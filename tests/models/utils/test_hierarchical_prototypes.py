@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from hirl_mm.models.utils.hierarchical_prototypes import HierarchicalPrototypes
+from hirl_mm.models.utils.hierarchical_prototypes import (HierarchicalPrototypes,
+                                                       checkpoint_space)
 
 
 def _clustering(n=10, dim=4):
@@ -63,3 +64,31 @@ def test_reassign_moves_to_nearest_and_lifts():
 def test_empty_levels_rejected():
     with pytest.raises(ValueError, match='num_clusters is empty'):
         HierarchicalPrototypes([], dim=4)
+
+
+def test_state_dict_records_the_embedding_space():
+    protos = HierarchicalPrototypes([4, 2], dim=4, embedding='neck')
+    state = protos.state_dict()
+    assert checkpoint_space(state, prefix='') == 'neck' and protos.embedding == 'neck'
+    assert checkpoint_space({}, prefix='') == 'backbone'  # checkpoints written before
+
+
+def test_loading_prototypes_of_another_space_or_width_is_refused():
+    protos = HierarchicalPrototypes([4, 2], dim=4, embedding='backbone')
+    protos.update(*_clustering())
+    state = protos.state_dict()
+    with pytest.raises(ValueError, match="'backbone' embedding space .*embedding='backbone'"):
+        HierarchicalPrototypes([4, 2], dim=4, embedding='neck').load_state_dict(state)
+    with pytest.raises(ValueError, match=r'\(4-d\).*\(8-d\)'):
+        HierarchicalPrototypes([4, 2], dim=8, embedding='backbone').load_state_dict(state)
+
+
+def test_checkpoints_from_before_the_embedding_option_are_refused_with_the_reason():
+    protos = HierarchicalPrototypes([4, 2], dim=4, embedding='backbone')
+    protos.update(*_clustering())
+    legacy = {k: v for k, v in protos.state_dict().items() if k != 'embedding_space'}
+    fresh = HierarchicalPrototypes([4, 2], dim=4, embedding='backbone')
+    with pytest.raises(ValueError, match='before its embedding options.*still evaluate'):
+        fresh.load_state_dict(legacy)
+    # Plain weights without any prototypes (e.g. an mmpretrain checkpoint) are not checked.
+    fresh.load_state_dict({}, strict=False)

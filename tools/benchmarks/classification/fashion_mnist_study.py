@@ -1,8 +1,20 @@
-"""SimCLR vs HIRL-SimCLR on Fashion-MNIST: pre-train both for several seeds and compare.
+"""SSL baselines vs their HIRL versions on Fashion-MNIST: pre-train for several seeds, compare.
 
-One command reproduces the README's results table:
+One command reproduces each of the README's results tables:
 
-    python tools/benchmarks/classification/fashion_mnist_study.py --seeds 0 1 2
+    python tools/benchmarks/classification/fashion_mnist_study.py --seeds 0 1 2 \
+        --variants simclr hirl-simclr hirl-simclr-backbone
+    python tools/benchmarks/classification/fashion_mnist_study.py --seeds 0 1 \
+        --variants mocov2 hirl-mocov2
+
+A sweep of HIRL settings (one factor at a time, each point a variant of ``--sweep-base``
+with config overrides, as ``tools/train.py --cfg-options`` takes them; several overrides
+of one point are joined by ``;``):
+
+    python tools/benchmarks/classification/fashion_mnist_study.py --seeds 0 1 \
+        --variants simclr --sweep-base hirl-simclr \
+        --sweep model.semantic_head.loss.loss_weight=0.5 custom_hooks.0.warmup_epochs=4 \
+                "model.num_clusters=[50,10,5]" model.semantic_head.num_neg_path=20
 
 For every seed and variant it pre-trains configs/study/<variant> through tools/train.py
 (skipped when the final checkpoint exists), then evaluates the backbone on the training
@@ -10,8 +22,9 @@ subset (memory / training data) and the full Fashion-MNIST test split (queries):
 weighted KNN top-1 (k = 20 and 200, T = 0.07), a linear probe on frozen features, and
 hierarchical k-means of the training features with the HIRL levels' sizes (100 / 10 / 5),
 scored by NMI against the 10 fine classes (K = 10) and the 5 coarse groups (K = 5). For
-HIRL it also scores the learned prototypes' levels. Results: JSON per run, a summary JSON
-and a markdown table (mean +- std over seeds) in the work dir.
+HIRL it also scores the learned prototypes' levels. Results: JSON per run, a summary JSON,
+a markdown table (mean +- std over seeds) and the paired per-seed differences of every HIRL
+variant from its baseline, in the work dir.
 """
 import argparse
 import json
@@ -20,10 +33,11 @@ import os.path as osp
 import statistics
 import subprocess
 import sys
-from typing import Dict, List, Optional
+import re
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 
@@ -39,7 +53,13 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 VARIANTS = {
     'simclr': 'configs/study/simclr_tiny-resnet18_fashion-mnist.py',
     'hirl-simclr': 'configs/study/hirl-simclr_tiny-resnet18_fashion-mnist.py',
+    'hirl-simclr-backbone': 'configs/study/hirl-simclr-backbone_tiny-resnet18_fashion-mnist.py',
+    'mocov2': 'configs/study/mocov2_tiny-resnet18_fashion-mnist.py',
+    'hirl-mocov2': 'configs/study/hirl-mocov2_tiny-resnet18_fashion-mnist.py',
 }
+# The baseline each HIRL variant is paired with (same data, seeds and SSL settings).
+BASELINES = {'hirl-simclr': 'simclr', 'hirl-simclr-backbone': 'simclr',
+             'hirl-mocov2': 'mocov2'}
 METRICS = ['knn20', 'knn200', 'linear', 'kmeans_nmi_fine_k10', 'kmeans_nmi_coarse_k5',
            'proto_nmi_fine_l1', 'proto_nmi_coarse_l2']
 
@@ -47,7 +67,13 @@ METRICS = ['knn20', 'knn200', 'linear', 'kmeans_nmi_fine_k10', 'kmeans_nmi_coars
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    parser.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument('--variants', nargs='+', default=['simclr', 'hirl-simclr'],
+                        choices=VARIANTS)
+    parser.add_argument('--sweep', nargs='+', default=[], metavar='KEY=VALUE[;KEY=VALUE]',
+                        help='sweep points: each is a variant of --sweep-base with these '
+                        'config overrides (one factor at a time)')
+    parser.add_argument('--sweep-base', default='hirl-simclr', choices=VARIANTS,
+                        help='the variant the sweep points modify (default: hirl-simclr)')
     parser.add_argument('--work-dir', default='work_dirs/fashion_mnist_study')
     parser.add_argument('--num-per-class', type=int,
                         help='training images per class (default: the configs\' 800)')
@@ -56,35 +82,77 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _overrides(seed: int, num_per_class: Optional[int]) -> Dict[str, int]:
+def _overrides(seed: int, num_per_class: Optional[int]) -> Dict[str, Any]:
     """Config keys a run changes: its seed and, optionally, the training subset size."""
-    options = {'randomness.seed': seed}
+    options: Dict[str, Any] = {'randomness.seed': seed}
     if num_per_class:
         options['train_dataloader.dataset.num_per_class'] = num_per_class
     return options
 
 
-def _load_config(config: str, overrides: Dict[str, int]) -> Config:
+def parse_sweep_point(point: str) -> Dict[str, Any]:
+    """``'a.b=1;c=[1,2]'`` -> ``{'a.b': 1, 'c': [1, 2]}`` (values parsed as --cfg-options)."""
+    overrides = {}
+    for item in filter(None, (part.strip() for part in point.split(';'))):
+        key, sep, value = item.partition('=')
+        if not sep or not key:
+            raise ValueError(f'Sweep point {point!r}: {item!r} is not KEY=VALUE.')
+        overrides[key.strip()] = DictAction._parse_iterable(value.strip())
+    return overrides
+
+
+def sweep_variants(base: str, points: List[str]) -> Dict[str, Tuple[str, Dict[str, Any]]]:
+    """Name, config and overrides of each sweep point, e.g. ``hirl-simclr[loss_weight=0.5]``.
+
+    Args:
+        base (str): The variant the points modify.
+        points (List[str]): Sweep points (see :func:`parse_sweep_point`).
+
+    Returns:
+        dict: ``{variant name: (config, overrides)}``.
+    """
+    variants = {}
+    for point in points:
+        overrides = parse_sweep_point(point)
+        label = ';'.join(f'{key.split(".")[-1]}={value}' for key, value in overrides.items())
+        label = re.sub(r'[^A-Za-z0-9.=;-]+', '_', label.replace(' ', '')).strip('_')
+        variants[f'{base}[{label}]'] = (VARIANTS[base], overrides)
+    return variants
+
+
+def _load_config(config: str, overrides: Dict[str, Any]) -> Config:
     cfg = Config.fromfile(osp.join(ROOT, config))
     cfg.merge_from_dict(overrides)
     return cfg
 
 
-def _train(config: str, work_dir: str, overrides: Dict[str, int]) -> str:
+def _cli_value(value: Any) -> str:
+    """A config value as ``--cfg-options`` parses it back (lists without spaces)."""
+    if isinstance(value, (list, tuple)):
+        return '[' + ','.join(_cli_value(v) for v in value) + ']'
+    return str(value)
+
+
+def _checkpoint(config: str, work_dir: str, overrides: Dict[str, Any]) -> str:
+    """The final checkpoint of a run."""
+    max_epochs = _load_config(config, overrides).train_cfg.max_epochs
+    return osp.join(work_dir, f'epoch_{max_epochs}.pth')
+
+
+def _train(config: str, work_dir: str, overrides: Dict[str, Any]) -> str:
     """Pre-train one run unless its last checkpoint exists; returns the checkpoint path."""
-    max_epochs = Config.fromfile(osp.join(ROOT, config)).train_cfg.max_epochs
-    checkpoint = osp.join(work_dir, f'epoch_{max_epochs}.pth')
+    checkpoint = _checkpoint(config, work_dir, overrides)
     if not osp.isfile(checkpoint):
         cmd = [sys.executable, osp.join(ROOT, 'tools/train.py'), osp.join(ROOT, config),
                '--work-dir', work_dir, '--cfg-options',
-               *[f'{key}={value}' for key, value in overrides.items()]]
+               *[f'{key}={_cli_value(value)}' for key, value in overrides.items()]]
         print('+', ' '.join(cmd), flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT)
     return checkpoint
 
 
 def evaluate(config: str, checkpoint: str, seed: int,
-             overrides: Optional[Dict[str, int]] = None) -> Dict[str, float]:
+             overrides: Optional[Dict[str, Any]] = None) -> Dict[str, float]:
     """All metrics of one pre-trained checkpoint."""
     cfg = _load_config(config, overrides or {})
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
@@ -137,18 +205,55 @@ def summarize(runs: Dict[str, List[Dict[str, float]]]) -> str:
     return '\n'.join(lines)
 
 
+def paired_differences(runs: Dict[str, List[Dict[str, float]]],
+                       baselines: Dict[str, str]) -> str:
+    """A markdown table of each HIRL variant minus its baseline, seed by seed.
+
+    Args:
+        runs (dict): ``{variant: [result per seed]}``, results carrying ``seed``.
+        baselines (dict): ``{variant: baseline variant}``.
+
+    Returns:
+        str: One row per (variant, metric): mean difference, how many seeds improved, and
+        the per-seed differences (in seed order).
+    """
+    lines = ['| variant - baseline | metric | mean diff | better on | per seed |',
+             '|---|---|---|---|---|']
+    for variant, base in baselines.items():
+        if variant not in runs or base not in runs:
+            continue
+        base_by_seed = {r['seed']: r for r in runs[base]}
+        pairs = [(r, base_by_seed[r['seed']]) for r in runs[variant]
+                 if r['seed'] in base_by_seed]
+        for metric in METRICS[:5]:
+            diffs = [(r['seed'], r[metric] - b[metric]) for r, b in pairs
+                     if metric in r and metric in b]
+            if not diffs:
+                continue
+            digits = 2 if metric.startswith(('knn', 'linear')) else 3
+            values = [d for _, d in diffs]
+            per_seed = ' / '.join(f'{d:+.{digits}f} (s{seed})' for seed, d in diffs)
+            lines.append(f'| {variant} - {base} | {metric} | '
+                         f'{statistics.mean(values):+.{digits}f} | '
+                         f'{sum(d > 0 for d in values)}/{len(values)} | {per_seed} |')
+    return '\n'.join(lines)
+
+
 def main() -> int:
     args = parse_args()
     os.makedirs(args.work_dir, exist_ok=True)
-    runs: Dict[str, List[Dict[str, float]]] = {v: [] for v in args.variants}
+    plan = {v: (VARIANTS[v], {}) for v in args.variants}
+    baselines = {v: BASELINES[v] for v in args.variants if v in BASELINES}
+    for name, spec in sweep_variants(args.sweep_base, args.sweep).items():
+        plan[name] = spec
+        baselines[name] = BASELINES[args.sweep_base]
+    runs: Dict[str, List[Dict[str, float]]] = {v: [] for v in plan}
     for seed in args.seeds:
-        for variant in args.variants:
+        for variant, (config, variant_overrides) in plan.items():
             work_dir = osp.abspath(osp.join(args.work_dir, f'{variant}_seed{seed}'))
-            config = VARIANTS[variant]
-            overrides = _overrides(seed, args.num_per_class)
+            overrides = dict(_overrides(seed, args.num_per_class), **variant_overrides)
             if args.eval_only:
-                max_epochs = _load_config(config, overrides).train_cfg.max_epochs
-                checkpoint = osp.join(work_dir, f'epoch_{max_epochs}.pth')
+                checkpoint = _checkpoint(config, work_dir, overrides)
             else:
                 checkpoint = _train(config, work_dir, overrides)
             result = evaluate(config, checkpoint, seed, overrides)
@@ -157,7 +262,7 @@ def main() -> int:
                 json.dump(result, f, indent=2)
             print(variant, seed, json.dumps(result), flush=True)
             runs[variant].append(result)
-    table = summarize(runs)
+    table = summarize(runs) + '\n\n' + paired_differences(runs, baselines)
     with open(osp.join(args.work_dir, 'summary.json'), 'w') as f:
         json.dump(runs, f, indent=2)
     with open(osp.join(args.work_dir, 'summary.md'), 'w') as f:

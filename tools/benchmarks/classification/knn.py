@@ -43,10 +43,10 @@ from mmengine import dist
 from mmengine.config import Config
 
 from hirl_mm.evaluation import weighted_knn_classify
-from hirl_mm.evaluation.backbone_features import (add_common_args, dataset_name,
-                                                  default_output_file, describe_dataset,
-                                                  dump_json, extract_dataset_features,
-                                                  format_table, setup_evaluation)
+from hirl_mm.evaluation.dataset_features import extract_dataset_features
+from hirl_mm.evaluation.protocol_setup import add_common_args, setup_evaluation
+from hirl_mm.evaluation.results_output import (dataset_name, default_output_file,
+                                               describe_dataset, dump_json, format_table)
 from hirl_mm.utils.launch import MissingInputError
 from hirl_mm.utils.pretrained import PretrainedLoadingError
 
