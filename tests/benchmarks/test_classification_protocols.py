@@ -158,13 +158,7 @@ randomness = dict(seed=0)
 
 
 # ----------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread():
-    """Thin models on a shared 2-core machine run much faster single-threaded."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 @pytest.fixture(autouse=True)

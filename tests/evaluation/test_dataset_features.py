@@ -24,13 +24,7 @@ def _scope():
     init_default_scope('mmpretrain')
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread():
-    """Thin models on a shared 2-core machine run much faster single-threaded."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 def _model():

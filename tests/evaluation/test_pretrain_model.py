@@ -10,12 +10,7 @@ from hirl_mm.utils.pretrained import PretrainedLoadingError
 from tiny_setup import EMBED_DIM, NECK_DIM, hirl_config
 
 
-@pytest.fixture(scope='module', autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 def _cfg(tmp_path, embedding='neck', algorithm='SimCLR') -> Config:

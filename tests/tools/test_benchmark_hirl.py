@@ -1,0 +1,110 @@
+"""Fast checks of ``tools/analysis_tools/benchmark_hirl.py`` at toy sizes.
+
+The loss workers normally run in fresh subprocesses (to measure memory in isolation); here
+they run in-process so that the test takes seconds. One test (``slow``) goes through the
+real subprocess path.
+"""
+import argparse
+import contextlib
+import importlib.util
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).parents[2] / 'tools' / 'analysis_tools' / 'benchmark_hirl.py'
+spec = importlib.util.spec_from_file_location('benchmark_hirl', SCRIPT)
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+TOY = ['--num-images', '4', '--num-neg-path', '8', '--num-clusters', '12', '6', '3',
+       '--warmup', '0', '--repeats', '2', '--embedding-dims', '8', '16']
+
+
+def _in_process_variant(variant: str, args: argparse.Namespace, dim=None) -> dict:
+    """``run_variant`` without the subprocess: run the worker here, parse its line."""
+    worker_args = argparse.Namespace(**vars(args))
+    worker_args.worker = variant
+    worker_args.dim = args.dim if dim is None else dim
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        bench.run_worker(worker_args)
+    (line, ) = [l for l in out.getvalue().splitlines() if l.startswith(bench.WORKER_TAG)]
+    return json.loads(line[len(bench.WORKER_TAG):])
+
+
+def test_bank_arithmetic_imagenet():
+    for dim in (128, 2048):
+        r = bench.bank_bytes(1281167, dim)
+        assert r['bank'] == 1281167 * dim * 4
+        assert r['peak'] == 2 * 1281167 * dim * 4
+    assert bench.bank_bytes(1281167, 128)['bank'] == 655_957_504
+    assert bench.IMAGENET_1K_TRAIN_IMAGES == 1281167
+
+
+def test_bank_section_prints_gb(capsys):
+    args = bench.parse_args(['--only', 'bank'])
+    results = bench.benchmark_bank(args)
+    out = capsys.readouterr().out
+    assert set(results) == {128, 2048}
+    assert 'COMPUTED' in out and 'NOT measured' in out
+    assert '655,957,504' in out and '0.66 GB' in out and '1.31 GB' in out
+    assert '10,495,320,064' in out and '10.50 GB' in out and '20.99 GB' in out
+
+
+def test_section_selection():
+    assert bench.selected_sections(bench.parse_args([])) == list(bench.SECTIONS)
+    args = bench.parse_args(['--only', 'bank,heads', 'kmeans-by-dim', '--skip-heads'])
+    assert bench.selected_sections(args) == ['kmeans-by-dim', 'bank']
+    args = bench.parse_args(['--skip-loss', '--skip-kmeans'])
+    assert bench.selected_sections(args) == ['heads', 'kmeans-by-dim', 'bank']
+    with pytest.raises(SystemExit):
+        bench.parse_args(['--only', 'nope'])
+
+
+def test_heads_section_at_toy_sizes(monkeypatch, capsys):
+    monkeypatch.setattr(bench, 'run_variant', _in_process_variant)
+    args = bench.parse_args(TOY + ['--only', 'heads'])
+    results = bench.benchmark_heads(args)
+    out = capsys.readouterr().out
+    assert set(results) == {8, 16}
+    for dim, r in results.items():
+        # 3 MLPs of Linear(D, D, bias=False) - BN(D) - ReLU - Linear(D, D).
+        assert r['num_params'] == 3 * ((dim * dim) + 2 * dim + (dim * dim + dim))
+        assert len(r['times']) == 2 and all(t > 0 for t in r['times'])
+        assert r['loss'] > 0 and r['grad_norm'] > 0
+        assert isinstance(r['peak_bytes'], int)  # in-process: may be < 0
+    assert 'INCLUDING the semantic heads' in out and 'ratio D=16 / D=8' in out
+
+
+def test_loss_worker_variants_agree():
+    args = bench.parse_args(TOY + ['--dim', '8'])
+    ours, naive = (_in_process_variant(v, args) for v in ('ours', 'naive'))
+    assert ours['loss'] == pytest.approx(naive['loss'], rel=1e-5)
+    assert ours['grad_norm'] == pytest.approx(naive['grad_norm'], rel=1e-4)
+    assert ours['num_params'] == 0
+
+
+def test_kmeans_by_dim_at_toy_sizes(capsys):
+    args = bench.parse_args(TOY + ['--kmeans-by-dim-points', '300',
+                                   '--kmeans-by-dim-clusters', '20', '5',
+                                   '--kmeans-by-dim-iters', '3',
+                                   '--kmeans-by-dim-backend', 'torch'])
+    results = bench.benchmark_kmeans_by_dim(args)
+    out = capsys.readouterr().out
+    assert set(results) == {8, 16}
+    for r in results.values():
+        assert r['seconds'] > 0 and r['backend'] == 'torch'
+        assert len(r['non_empty']) == 2 and 0 < r['non_empty'][1] <= 5
+    assert '1 restart(s)' in out and 'ratio D=16 / D=8' in out
+
+
+@pytest.mark.slow
+def test_main_runs_heads_in_subprocesses(capsys):
+    argv = TOY + ['--only', 'heads', 'bank', '--bank-samples', '1000', '--embedding-dims', '8',
+                  '--threads', '1']
+    assert bench.main(argv) == 0  # one width: each worker process imports torch + mmpretrain
+    out = capsys.readouterr().out
+    assert 'INCLUDING the semantic heads' in out and f'{3 * 8 * (2 * 8 + 3):,}' in out
+    assert '32,000' in out
