@@ -461,7 +461,6 @@ def hirl_r50_checkpoint(tmp_path_factory) -> Path:
     model = cfg['model']
     model['backbone'] = dict(type='ResNet', depth=50)
     model['neck']['in_channels'] = 2048
-    model['semantic_head']['in_channels'] = 2048
     runner = Runner.from_cfg(Config(cfg))
     runner.train()
     assert int(runner.model.prototypes.num_updates) == 1  # before epoch 2

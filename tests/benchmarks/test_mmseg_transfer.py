@@ -317,7 +317,6 @@ def hirl_r50_checkpoint(tmp_path_factory) -> Path:
                       batch_size=8, num_clusters=(4, 2), checkpoint_interval=2)
     cfg['model']['backbone'] = dict(type='ResNet', depth=50)
     cfg['model']['neck']['in_channels'] = 2048
-    cfg['model']['semantic_head']['in_channels'] = 2048
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # see the fine-tuning's OMP_NUM_THREADS
     try:

@@ -6,6 +6,7 @@ real subprocess path.
 """
 import argparse
 import contextlib
+import importlib
 import importlib.util
 import io
 import json
@@ -17,6 +18,10 @@ SCRIPT = Path(__file__).parents[2] / 'tools' / 'analysis_tools' / 'benchmark_hir
 spec = importlib.util.spec_from_file_location('benchmark_hirl', SCRIPT)
 bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
+# The measurement modules next to the script (loading it put its folder on sys.path).
+bank = importlib.import_module('hirl_benchmarks.feature_bank')
+heads = importlib.import_module('hirl_benchmarks.heads')
+measure = importlib.import_module('hirl_benchmarks.measure')
 
 TOY = ['--num-images', '4', '--num-neg-path', '8', '--num-clusters', '12', '6', '3',
        '--warmup', '0', '--repeats', '2', '--embedding-dims', '8', '16']
@@ -30,17 +35,17 @@ def _in_process_variant(variant: str, args: argparse.Namespace, dim=None) -> dic
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         bench.run_worker(worker_args)
-    (line, ) = [l for l in out.getvalue().splitlines() if l.startswith(bench.WORKER_TAG)]
-    return json.loads(line[len(bench.WORKER_TAG):])
+    (line, ) = [l for l in out.getvalue().splitlines() if l.startswith(measure.WORKER_TAG)]
+    return json.loads(line[len(measure.WORKER_TAG):])
 
 
 def test_bank_arithmetic_imagenet():
     for dim in (128, 2048):
-        r = bench.bank_bytes(1281167, dim)
+        r = bank.bank_bytes(1281167, dim)
         assert r['bank'] == 1281167 * dim * 4
         assert r['peak'] == 2 * 1281167 * dim * 4
-    assert bench.bank_bytes(1281167, 128)['bank'] == 655_957_504
-    assert bench.IMAGENET_1K_TRAIN_IMAGES == 1281167
+    assert bank.bank_bytes(1281167, 128)['bank'] == 655_957_504
+    assert bank.IMAGENET_1K_TRAIN_IMAGES == 1281167
 
 
 def test_bank_section_prints_gb(capsys):
@@ -64,7 +69,7 @@ def test_section_selection():
 
 
 def test_heads_section_at_toy_sizes(monkeypatch, capsys):
-    monkeypatch.setattr(bench, 'run_variant', _in_process_variant)
+    monkeypatch.setattr(heads, 'run_variant', _in_process_variant)
     args = bench.parse_args(TOY + ['--only', 'heads'])
     results = bench.benchmark_heads(args)
     out = capsys.readouterr().out

@@ -1,0 +1,24 @@
+"""What a ``--worker`` subprocess of the HIRL benchmark runs: one variant, one JSON line."""
+import argparse
+import json
+
+import torch
+
+from .heads import heads_case
+from .measure import WORKER_TAG, measure_case
+from .semantic_loss import loss_case
+
+
+def run_worker(args: argparse.Namespace) -> None:
+    """Measure one loss variant (this process runs nothing else) and print a JSON line.
+
+    Args:
+        args (argparse.Namespace): The benchmark's arguments; ``args.worker`` is
+            ``'ours'``, ``'naive'`` or ``'heads'``.
+    """
+    device = torch.device(args.device)
+    case = (heads_case(args.num_mlp_layer, args.seed, device) if args.worker == 'heads'
+            else loss_case(args.worker, args.seed, device))
+    result = measure_case(case, device, args.num_images, args.num_neg_path,
+                          args.num_clusters, args.dim, args.warmup, args.repeats)
+    print(WORKER_TAG + json.dumps(result), flush=True)
