@@ -153,9 +153,9 @@ class EmbeddingEncoder:
             failures.append(f'{layout}: {out_rows} output rows for {rows} images')
         raise RuntimeError(
             f'HIRL cannot call the neck {type(self.neck).__name__} on the backbone\'s output '
-            f'to embed images for clustering; tried neck(backbone(x)) and '
-            f'neck([backbone(x)]): ' + '; '.join(failures) + '. Use embedding="backbone" '
-            f'or give the model a neck that maps each image to one row.')
+            'to embed images for clustering; tried neck(backbone(x)) and '
+            'neck([backbone(x)]): ' + '; '.join(failures) + '. Use embedding="backbone" '
+            'or give the model a neck that maps each image to one row.')
 
     def view_embedding(self, calls: Sequence[List[BackboneCall]],
                        view: Tensor) -> Optional[Tensor]:
