@@ -1,4 +1,5 @@
 """Datasets of hirl_mm."""
+from .transforms import *  # noqa: F401,F403
 from .fashion_mnist import (FASHION_MNIST_CLASSES, FASHION_MNIST_COARSE_CLASSES,
                             FASHION_MNIST_FINE_TO_COARSE, HierarchicalFashionMNIST, read_idx)
 

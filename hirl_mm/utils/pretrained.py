@@ -7,8 +7,10 @@ the weights is checked, and any missing or unexpected key stops the run.
 """
 from typing import Dict, List, Set, Tuple
 
-from mmengine.runner.checkpoint import _load_checkpoint_with_prefix
+from mmengine.runner.checkpoint import _load_checkpoint
 from torch import nn
+
+from .teacher_backbone import TEACHER_BACKBONE_PREFIX
 
 BACKBONE_PREFIX = 'backbone.'
 
@@ -83,6 +85,31 @@ def compare_keys(checkpoint_keys: Set[str],
     return ({k: v for k, v in missing.items() if v}, sorted(checkpoint_keys - used))
 
 
+def refuse_teacher_student_checkpoint(checkpoint: str, state: Dict[str, object],
+                                      prefix: str = BACKBONE_PREFIX) -> None:
+    """Stop on a raw DINO / iBOT checkpoint, whose ``backbone.*`` is the student's.
+
+    Its keys would fit a ViT exactly (iBOT's up to ``mask_token``), and the run would
+    silently start from the student, while the papers evaluate and transfer the teacher.
+
+    Args:
+        checkpoint (str): Path or URL of the checkpoint (for the message).
+        state (dict): Its state dict.
+        prefix (str): The prefix the caller loads.
+
+    Raises:
+        PretrainedLoadingError: If the checkpoint holds a teacher backbone next to
+            ``prefix``, naming the converter.
+    """
+    if prefix == BACKBONE_PREFIX and any(k.startswith(TEACHER_BACKBONE_PREFIX) for k in state):
+        raise PretrainedLoadingError(
+            f'{checkpoint} is a DINO / iBOT pre-training checkpoint: its backbone.* is the '
+            'student, and the papers evaluate and transfer the teacher. Write the '
+            'teacher\'s backbone as backbone.* first:\n  python '
+            'tools/model_converters/teacher_backbone.py '
+            f'{checkpoint} <teacher_backbone.pth>\n(--source student for the student).')
+
+
 def verify_pretrained_loading(model: nn.Module, checkpoint: str, module_names: List[str],
                               prefix: str = BACKBONE_PREFIX) -> Dict[str, int]:
     """Check that ``checkpoint``'s ``prefix`` weights fit the named modules exactly.
@@ -102,12 +129,14 @@ def verify_pretrained_loading(model: nn.Module, checkpoint: str, module_names: L
     Raises:
         PretrainedLoadingError: On any missing or unexpected key, listing them.
     """
-    try:
-        state = _load_checkpoint_with_prefix(prefix, checkpoint, map_location='cpu')
-    except AssertionError as error:  # mmengine asserts when no key has the prefix
+    loaded = _load_checkpoint(checkpoint, map_location='cpu')
+    full_state = loaded.get('state_dict', loaded) if isinstance(loaded, dict) else {}
+    refuse_teacher_student_checkpoint(checkpoint, full_state, prefix)
+    state = {k[len(prefix):]: v for k, v in full_state.items() if k.startswith(prefix)}
+    if not state:
         raise PretrainedLoadingError(
             f'{checkpoint} has no weights under the prefix {prefix!r}; is it a backbone '
-            f'checkpoint written by hirl_mm / mmpretrain?') from error
+            f'checkpoint written by hirl_mm / mmpretrain?')
     module_keys = {name: set(_submodule(model, name).state_dict()) for name in module_names}
     missing, unexpected = compare_keys(set(state), module_keys)
     if missing or unexpected:

@@ -1,7 +1,8 @@
 # Cascade Mask R-CNN, ViT-B/16 + FPN, COCO 2017, 1x schedule: fine-tunes a pre-trained ViT
 # (mmpretrain's VisionTransformer key names, e.g. MoCo v3 / MAE / HIRL checkpoints) for
-# detection and instance segmentation. For ViT backbones, usable with hirl_mm checkpoints
-# once hirl_mm has ViT pre-training (any mmpretrain ViT-B/16 SSL checkpoint works now).
+# detection and instance segmentation. DINO / iBOT checkpoints of hirl_mm: convert the
+# teacher first (tools/model_converters/teacher_backbone.py), any other mmpretrain ViT-B/16
+# SSL checkpoint loads as it is.
 #
 # Reference protocol (BEiT / iBOT-style COCO transfer of ViT-B/16; check the settings against
 # the paper compared with): 8 GPUs x 2 images, AdamW lr 1e-4, weight decay 0.05, layer-wise

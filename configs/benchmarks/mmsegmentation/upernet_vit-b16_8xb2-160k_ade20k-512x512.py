@@ -1,5 +1,5 @@
-# Semantic segmentation transfer for ViT backbones, for use once hirl_mm has ViT
-# pre-training (e.g. HIRL on mmpretrain's MoCo v3 ViT-B/16): UPerNet (with an FCN auxiliary
+# Semantic segmentation transfer for ViT backbones (hirl_mm's DINO / iBOT: convert the
+# teacher first, tools/model_converters/teacher_backbone.py): UPerNet (with an FCN auxiliary
 # head) on mmpretrain's VisionTransformer ViT-B/16 initialised from the checkpoint's
 # `backbone.*` weights, fine-tuned on ADE20K (20,210 train / 2,000 val images, 150
 # classes), 512x512 crops, 160k iterations.

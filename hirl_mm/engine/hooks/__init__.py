@@ -1,4 +1,8 @@
+from .freeze_last_layer_hook import FreezeLastLayerHook
 from .hierarchical_clustering_hook import (IMAGENET_EXTRACT_PIPELINE,
                                            HierarchicalClusteringHook)
+from .per_param_grad_clip_hook import PerParamGradClipHook
+from .teacher_temp_warmup_hook import TeacherTempWarmupHook
 
-__all__ = ['HierarchicalClusteringHook', 'IMAGENET_EXTRACT_PIPELINE']
+__all__ = ['HierarchicalClusteringHook', 'IMAGENET_EXTRACT_PIPELINE', 'FreezeLastLayerHook',
+           'PerParamGradClipHook', 'TeacherTempWarmupHook']

@@ -1,3 +1,5 @@
+from .dino import DINO
 from .hirl import HIRLMixin, build_hirl, hirl_class
+from .ibot import iBOT
 
-__all__ = ['HIRLMixin', 'build_hirl', 'hirl_class']
+__all__ = ['DINO', 'iBOT', 'HIRLMixin', 'build_hirl', 'hirl_class']

@@ -1,4 +1,6 @@
 """Heads of hirl_mm."""
+from .dino_head import DINOHead
+from .ibot_head import iBOTHead
 from .semantic_path_head import SemanticPathHead
 
-__all__ = ['SemanticPathHead']
+__all__ = ['DINOHead', 'iBOTHead', 'SemanticPathHead']

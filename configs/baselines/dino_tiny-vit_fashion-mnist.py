@@ -1,0 +1,91 @@
+# DINO at CPU size: a 4-block ViT (64-d, patch 4, ~0.2M parameters) on a class-balanced
+# Fashion-MNIST subset, 2 global 28-pixel crops + 4 local 12-pixel crops. Everything else
+# is the recipe of dino_vit-b16.py at this scale (AdamW with warm-up and cosine, weight
+# decay 0.04 -> 0.4, teacher temperature warm-up, cosine EMA, frozen last layer during the
+# first epoch, per-parameter clipping at 3.0 (the DINO defaults)). Used by the tests and by
+# README's "DINO on Fashion-MNIST" figures (KNN of the teacher vs the ViT at random init).
+_base_ = 'mmpretrain::_base_/default_runtime.py'
+custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
+
+data_root = '/usr/share/datasets/fashion-mnist'  # Debian's dataset-fashion-mnist
+dataset_type = 'HierarchicalFashionMNIST'
+num_per_class = 500
+num_global_crops = 2
+num_local_crops = 4
+patch_size = 4
+
+
+# What every crop gets after its random resized crop (global crop 2 adds solarisation).
+view_augments = [
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='RandomApply',
+         transforms=[dict(type='ColorJitter', brightness=0.4, contrast=0.4)], prob=0.8),
+]
+global_crop = dict(type='RandomResizedCrop', scale=28, crop_ratio_range=(0.25, 1.),
+                   interpolation='bicubic', backend='pillow')
+local_crop = dict(type='RandomResizedCrop', scale=12, crop_ratio_range=(0.05, 0.25),
+                  interpolation='bicubic', backend='pillow')
+solarize = dict(type='Solarize', thr=128, prob=0.2)
+train_pipeline = [
+    dict(type='MultiView', num_views=[1, 1, num_local_crops],
+         transforms=[[global_crop] + view_augments, [global_crop] + view_augments + [solarize],
+                     [local_crop] + view_augments]),
+    dict(type='PackInputs'),
+]
+eval_pipeline = [dict(type='PackInputs')]
+train_dataloader = dict(
+    batch_size=128,
+    num_workers=2,
+    persistent_workers=True,
+    drop_last=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(type=dataset_type, data_root=data_root, split='train',
+                 num_per_class=num_per_class, pipeline=train_pipeline))
+
+embed_dims = 64
+out_channels = 512
+model = dict(
+    type='DINO',
+    base_momentum=0.004,
+    num_global_crops=num_global_crops,
+    data_preprocessor=dict(
+        type='SelfSupDataPreprocessor', mean=[72.9] * 3, std=[90.0] * 3, to_rgb=False),
+    backbone=dict(type='MaskedVisionTransformer',
+                  arch=dict(embed_dims=embed_dims, num_layers=4, num_heads=4,
+                            feedforward_channels=4 * embed_dims),
+                  img_size=28, patch_size=patch_size, drop_path_rate=0.1,
+                  out_type='cls_token'),
+    neck=dict(type='DINONeck', in_channels=embed_dims, out_channels=out_channels,
+              hidden_channels=256, bottleneck_channels=64, num_layers=3),
+    head=dict(type='DINOHead',
+              loss=dict(type='DINOLoss', out_channels=out_channels,
+                        num_global_crops=num_global_crops, student_temp=0.1,
+                        teacher_temp=0.04, center_momentum=0.9)))
+
+max_epochs = 10
+warmup_epochs = 1
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=0.0005 * 128 / 256 * 4, betas=(0.9, 0.999),
+                   weight_decay=0.04),
+    paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0.))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-9, by_epoch=True, begin=0, end=warmup_epochs,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs, eta_min=1e-6,
+         by_epoch=True, begin=warmup_epochs, end=max_epochs, convert_to_iter_based=True),
+    dict(type='CosineAnnealingWeightDecay', eta_min=0.4, T_max=max_epochs, by_epoch=True,
+         begin=0, end=max_epochs, convert_to_iter_based=True),
+]
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
+custom_hooks = [
+    dict(type='TeacherTempWarmupHook', warmup_temp=0.04, temp=0.07, warmup_epochs=3,
+         attribute='head.loss_module.teacher_temp'),
+    dict(type='FreezeLastLayerHook', module='neck.last_layer', freeze_epochs=1),
+    dict(type='PerParamGradClipHook', max_norm=3.0),
+]
+default_hooks = dict(logger=dict(type='LoggerHook', interval=10),
+                     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2))
+env_cfg = dict(dist_cfg=dict(backend='gloo'))
+randomness = dict(seed=0)

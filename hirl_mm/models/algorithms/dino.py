@@ -1,0 +1,100 @@
+"""DINO: self-distillation with no labels (Caron et al., ICCV 2021, arXiv 2104.14294).
+
+A student (backbone + :class:`~hirl_mm.models.necks.DINONeck`) sees all crops, 2 global
+and several local ones; a teacher, the exponential moving average of the student (cosine
+momentum 0.996 -> 1, :class:`mmpretrain.models.CosineEMA`), sees the global crops only.
+The student matches the teacher's centred, sharpened distribution over prototypes
+(:class:`~hirl_mm.models.losses.DINOLoss`) for every pair of different crops.
+
+The schedules of the recipe live outside the model, each resumable from a checkpoint:
+the teacher temperature warm-up (``TeacherTempWarmupHook``), the frozen last layer
+during the first epoch(s) (``FreezeLastLayerHook``), per-parameter gradient clipping
+(``PerParamGradClipHook``), the weight-decay cosine (mmpretrain's
+``CosineAnnealingWeightDecay``) and the EMA momentum (``CosineEMA``'s step count).
+
+The teacher runs in eval mode: as in the papers, it has no stochastic depth and no
+dropout (the reference builds it with ``drop_path_rate=0``). Its backbone is what the
+papers evaluate; ``tools/model_converters/teacher_backbone.py`` writes it as ``backbone.``.
+"""
+from typing import Dict, List, Optional, Union
+
+import torch
+from mmpretrain.models import CosineEMA
+from mmpretrain.models.selfsup import BaseSelfSupervisor
+from mmpretrain.structures import DataSample
+from torch import Tensor, nn
+
+from hirl_mm.registry import MODELS
+from ..utils.multi_crop import group_by_resolution, split_global_local
+
+__all__ = ['DINO']
+
+
+@MODELS.register_module()
+class DINO(BaseSelfSupervisor):
+    """DINO, in mmpretrain's self-supervised layout.
+
+    Args:
+        backbone (dict): Backbone config (e.g. ``MaskedVisionTransformer``, ``[CLS]`` out).
+        neck (dict): ``DINONeck`` config (MLP, bottleneck, prototype layer).
+        head (dict): ``DINOHead`` config (the loss and its teacher centre).
+        base_momentum (float): ``1 - m`` of the teacher EMA at the first step (0.004 for
+            m = 0.996); annealed to 0 (m = 1) by a cosine over the training iterations.
+        num_global_crops (int): Views that are global crops (first in the batch).
+            Defaults to 2.
+        pretrained (str, optional): Checkpoint to initialise from.
+        data_preprocessor (dict, optional): Defaults to ``SelfSupDataPreprocessor``.
+        init_cfg (dict | list, optional): Initialisation config.
+    """
+
+    def __init__(self, backbone: dict, neck: dict, head: dict, base_momentum: float = 0.004,
+                 num_global_crops: int = 2, pretrained: Optional[str] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[Union[List[dict], dict]] = None) -> None:
+        super().__init__(backbone=backbone, neck=neck, head=head, pretrained=pretrained,
+                         data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.num_global_crops = num_global_crops
+        # Updated by gradients never: BaseAveragedModel copies with requires_grad False.
+        self.teacher = CosineEMA(nn.Sequential(self.backbone, self.neck),
+                                 momentum=base_momentum)
+
+    def init_weights(self) -> None:
+        """Initialise the student, then start the teacher from it."""
+        super().init_weights()
+        self.teacher.module.load_state_dict(
+            nn.Sequential(self.backbone, self.neck).state_dict())
+
+    def train(self, mode: bool = True) -> 'DINO':
+        """Set the student's mode; the teacher always runs in eval mode."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def update_teacher(self) -> None:
+        """One EMA step of the teacher towards the current student."""
+        self.teacher.update_parameters(nn.Sequential(self.backbone, self.neck))
+
+    def student_scores(self, crops: List[Tensor], **neck_kwargs) -> List[Tensor]:
+        """The student's neck outputs (first element) per run of equal-size crops."""
+        return [self.neck(self.backbone(group), **neck_kwargs)[0]
+                for group in group_by_resolution(crops)]
+
+    def loss(self, inputs: List[Tensor], data_samples: List[DataSample],
+             **kwargs) -> Dict[str, Tensor]:
+        """The DINO loss of a multi-crop batch.
+
+        Args:
+            inputs (list[Tensor]): ``[B, C, H, W]`` views, the global crops first.
+            data_samples (list[DataSample]): Unused.
+
+        Returns:
+            dict[str, Tensor]: ``loss``.
+        """
+        global_crops, local_crops = split_global_local(inputs, self.num_global_crops)
+        with torch.no_grad():
+            # As in mmpretrain's BYOL: at the start of step t, the EMA of the student of
+            # step t - 1, i.e. the reference's update after step t - 1.
+            self.update_teacher()
+            teacher_logits = self.teacher(torch.cat(global_crops))[0]
+        student_logits = torch.cat(self.student_scores(global_crops + local_crops))
+        return dict(loss=self.head.loss(student_logits, teacher_logits))

@@ -1,0 +1,57 @@
+"""Write the teacher backbone of a DINO / iBOT checkpoint as a ``backbone.`` checkpoint.
+
+Usage::
+
+    python tools/model_converters/teacher_backbone.py \\
+        work_dirs/dino_vit-b16/epoch_400.pth work_dirs/dino_vit-b16/teacher_backbone.pth
+
+The output holds ``state_dict`` = ``{'backbone.<name>': tensor}`` (the papers evaluate the
+teacher; ``--source student`` takes the student) and ``meta`` (source checkpoint, epoch,
+iteration, and the pre-training config). It loads key for key into mmpretrain's
+``VisionTransformer`` of the classification configs and the mmdet / mmseg ViT configs in
+``configs/benchmarks/`` (the evaluation tools check this and stop otherwise).
+"""
+import argparse
+import os.path as osp
+import sys
+from typing import List, Optional
+
+import torch
+
+import hirl_mm  # noqa: F401  (allow-lists mmengine's checkpoint types)
+from hirl_mm.evaluation.checkpoint_reading import (checkpoint_meta, checkpoint_state,
+                                                   load_checkpoint_file)
+from hirl_mm.utils.teacher_backbone import teacher_backbone_state
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('checkpoint', help='DINO / iBOT checkpoint written by hirl_mm')
+    parser.add_argument('output', help='file to write (.pth)')
+    parser.add_argument('--source', choices=['teacher', 'student'], default='teacher',
+                        help='which backbone to write (default: teacher, as the papers)')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    if not osp.isfile(args.checkpoint):
+        print(f'error: {args.checkpoint} does not exist.', file=sys.stderr)
+        return 2
+    loaded = load_checkpoint_file(args.checkpoint)
+    try:
+        state = teacher_backbone_state(checkpoint_state(loaded), args.source)
+    except KeyError as error:
+        print(f'error: {error.args[0]}', file=sys.stderr)
+        return 2
+    meta = checkpoint_meta(loaded)
+    out_meta = dict(source_checkpoint=osp.abspath(args.checkpoint), backbone=args.source,
+                    epoch=meta.get('epoch'), iter=meta.get('iter'), cfg=meta.get('cfg'))
+    torch.save(dict(state_dict=state, meta=out_meta), args.output)
+    print(f'wrote the {args.source} backbone ({len(state)} tensors) of {args.checkpoint} '
+          f'to {args.output}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
