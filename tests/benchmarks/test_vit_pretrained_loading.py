@@ -130,7 +130,7 @@ def _shrink_linear() -> Tuple[dict, str]:
     cfg = Config.fromfile(str(LINEAR))
     cfg.model.backbone.update(arch=TINY_ARCH, img_size=28, patch_size=TINY_PATCH,
                               frozen_stages=TINY_DEPTH)
-    cfg.model.head.in_channels = TINY_WIDTH
+    cfg.model.head.in_channels = 2 * TINY_WIDTH  # [CLS] ++ mean patch token
     return dict(cfg.model, data_preprocessor=cfg.data_preprocessor), 'mmpretrain'
 
 
@@ -335,7 +335,11 @@ def test_vit_classification_configs_document_and_mark(path):
     backbone = cfg.model.backbone
     assert (backbone.type, backbone.arch, backbone.patch_size, backbone.img_size) == (
         'VisionTransformer', 'b', 16, 224)
-    assert backbone.out_type == 'cls_token' and backbone.final_norm
+    # The probe reads all final-norm tokens ([CLS] ++ mean patch, as DINO / iBOT for ViT-B).
+    expected_out = 'raw' if path == LINEAR else 'cls_token'
+    assert backbone.out_type == expected_out and backbone.final_norm
+    if path == LINEAR:
+        assert cfg.model.neck.type == 'ClsAvgPoolNeck' and cfg.model.head.in_channels == 1536
     assert cfg.data_preprocessor.mean == [123.675, 116.28, 103.53]
     assert cfg.data_preprocessor.std == [58.395, 57.12, 57.375]
     if path == KNN:

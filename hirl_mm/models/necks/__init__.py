@@ -1,4 +1,5 @@
 """Necks of hirl_mm."""
+from .cls_avgpool_neck import ClsAvgPoolNeck
 from .dino_neck import DINONeck, WeightNormLinear, iBOTNeck
 
-__all__ = ['DINONeck', 'iBOTNeck', 'WeightNormLinear']
+__all__ = ['ClsAvgPoolNeck', 'DINONeck', 'iBOTNeck', 'WeightNormLinear']

@@ -1,39 +1,23 @@
 """FreezeLastLayerHook: DINO's frozen last layer gets no update at all (not even weight
 decay) during the first epochs, through real short trainings (including a resume)."""
-import glob
 import os
-import uuid
 from types import SimpleNamespace
 from typing import Dict
 
 import pytest
 import torch
 from mmengine.hooks import Hook
-from mmengine.logging import MessageHub, MMLogger
 from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmengine.runner import Runner
 from mmpretrain.utils import get_ori_model
 from torch import nn
-from torch.utils.data import Dataset
 
 from hirl_mm.engine.hooks.freeze_last_layer_hook import FreezeLastLayerHook, torch_optimizers
 from hirl_mm.registry import HOOKS
+from toy_training import read_log, runner_config, stub_runner
 
 pytestmark = pytest.mark.usefixtures('single_thread')
-
-
-class ToyData(Dataset):
-    """8 fixed 4-d samples (2 iterations per epoch at batch size 4)."""
-
-    def __init__(self) -> None:
-        self.x = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> dict:
-        return dict(inputs=self.x[i])
 
 
 class ToyModel(BaseModel):
@@ -85,37 +69,16 @@ OTHERS = ('backbone.weight', 'backbone.bias', 'neck.mlp.weight', 'neck.mlp.bias'
 
 
 def make_runner(work_dir, max_epochs: int, hooks: list, **kwargs) -> Runner:
-    kwargs.setdefault('train_cfg', dict(by_epoch=True, max_epochs=max_epochs))
-    return Runner(
-        model=ToyModel(),
-        work_dir=str(work_dir),
-        experiment_name=f'freeze_{uuid.uuid4().hex}',  # fresh logger / message hub
-        train_dataloader=dict(dataset=ToyData(),
-                              sampler=dict(type='DefaultSampler', shuffle=True),
-                              batch_size=4, num_workers=0,
-                              collate_fn=dict(type='default_collate')),
+    """A ToyModel trained on shuffled toy data, with a checkpoint every epoch."""
+    return Runner(**runner_config(
+        work_dir, ToyModel(), hooks, name='freeze', max_epochs=max_epochs,
         # Strong weight decay: DINO's freeze must stop it too (grad None -> no step at all).
-        optim_wrapper=dict(optimizer=dict(type='AdamW', lr=0.05, weight_decay=0.5)),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1),
-                           logger=dict(type='LoggerHook', interval=1)),
-        custom_hooks=hooks,
-        randomness=dict(seed=0),
-        default_scope='hirl_mm',
-        **kwargs)
-
-
-def read_log(runner: Runner) -> str:
-    (path,) = glob.glob(os.path.join(runner.log_dir, '*.log'))
-    with open(path) as f:
-        return f.read()
+        optimizer=dict(type='AdamW', lr=0.05, weight_decay=0.5), **kwargs))
 
 
 def fake_runner(model: nn.Module, optim_wrapper, epoch: int = 0) -> SimpleNamespace:
-    name = f'freeze_unit_{uuid.uuid4().hex}'
-    return SimpleNamespace(model=model, optim_wrapper=optim_wrapper, epoch=epoch,
-                           train_loop=SimpleNamespace(max_epochs=3),
-                           logger=MMLogger.get_instance(name),
-                           message_hub=MessageHub.get_instance(name))
+    return stub_runner('freeze_unit', model=model, optim_wrapper=optim_wrapper, epoch=epoch,
+                       train_loop=SimpleNamespace(max_epochs=3))
 
 
 @pytest.mark.parametrize('kwargs,match', [

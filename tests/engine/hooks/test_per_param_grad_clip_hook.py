@@ -2,22 +2,20 @@
 transcription of the formula, through a real training step, under a GradScaler and with
 several optimizers."""
 import copy
-import uuid
 from types import SimpleNamespace
 from typing import Dict, List
 
 import pytest
 import torch
-from mmengine.logging import MessageHub, MMLogger
 from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmengine.runner import Runner
 from torch import nn
-from torch.utils.data import Dataset
 
 from hirl_mm.engine.hooks.per_param_grad_clip_hook import (PerParamGradClipHook,
                                                            clip_grads_per_param)
 from hirl_mm.registry import HOOKS
+from toy_training import ToyData, runner_config, stub_runner
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 
@@ -33,19 +31,6 @@ def dino_clip_gradients(params: List[nn.Parameter], clip: float) -> List[float]:
             if clip_coef < 1:
                 p.grad.data.mul_(clip_coef)
     return norms
-
-
-class ToyData(Dataset):
-    """8 fixed 4-d samples."""
-
-    def __init__(self) -> None:
-        self.x = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> dict:
-        return dict(inputs=self.x[i])
 
 
 class ToyModel(BaseModel):
@@ -76,9 +61,7 @@ def manual_grads(model: nn.Module, inputs: torch.Tensor, scale: float = 1.0
 
 
 def fake_runner(optim_wrapper) -> SimpleNamespace:
-    name = f'clip_unit_{uuid.uuid4().hex}'
-    return SimpleNamespace(optim_wrapper=optim_wrapper, logger=MMLogger.get_instance(name),
-                           message_hub=MessageHub.get_instance(name))
+    return stub_runner('clip_unit', optim_wrapper=optim_wrapper)
 
 
 def random_params() -> List[nn.Parameter]:
@@ -141,19 +124,10 @@ def test_training_step_clips_each_parameter(tmp_path):
         expected[name] = p.detach() - clipped.grad
     assert 0 < sum(n > max_norm for n in norms.values()) < len(norms)
 
-    runner = Runner(
-        model=model,
-        work_dir=str(tmp_path),
-        experiment_name=f'clip_{uuid.uuid4().hex}',
-        train_dataloader=dict(dataset=ToyData(),
-                              sampler=dict(type='DefaultSampler', shuffle=False),
-                              batch_size=8, num_workers=0,
-                              collate_fn=dict(type='default_collate')),
-        train_cfg=dict(by_epoch=True, max_epochs=1),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=1.0, momentum=0, weight_decay=0)),
-        default_hooks=dict(checkpoint=None, logger=dict(type='LoggerHook', interval=1)),
-        custom_hooks=[dict(type='PerParamGradClipHook', max_norm=max_norm)],
-        default_scope='hirl_mm')
+    runner = Runner(**runner_config(
+        tmp_path, model, [dict(type='PerParamGradClipHook', max_norm=max_norm)], name='clip',
+        optimizer=dict(type='SGD', lr=1.0, momentum=0, weight_decay=0), shuffle=False,
+        batch_size=8, checkpoint_interval=None, seed=None))
     runner.train()
 
     for name, p in model.named_parameters():

@@ -1,8 +1,6 @@
 """TeacherTempWarmupHook: DINO's teacher-temperature schedule, checked against the reference
 formula and through real short trainings (including a resume mid-schedule)."""
-import glob
 import os
-import uuid
 from typing import Dict, List
 
 import numpy as np
@@ -13,25 +11,12 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from mmpretrain.utils import get_ori_model
 from torch import nn
-from torch.utils.data import Dataset
 
 from hirl_mm.engine.hooks.teacher_temp_warmup_hook import TeacherTempWarmupHook
 from hirl_mm.registry import HOOKS
+from toy_training import read_log, runner_config
 
 pytestmark = pytest.mark.usefixtures('single_thread')
-
-
-class ToyData(Dataset):
-    """8 fixed 4-d samples (2 iterations per epoch at batch size 4)."""
-
-    def __init__(self) -> None:
-        self.x = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> dict:
-        return dict(inputs=self.x[i])
 
 
 class ToyLoss(nn.Module):
@@ -85,28 +70,10 @@ def dino_schedule(warmup_temp: float, temp: float, warmup_epochs: int,
 
 
 def make_runner(work_dir, max_epochs: int, hooks: list, **kwargs) -> Runner:
-    kwargs.setdefault('train_cfg', dict(by_epoch=True, max_epochs=max_epochs))
-    return Runner(
-        model=ToyModel(),
-        work_dir=str(work_dir),
-        experiment_name=f'teacher_temp_{uuid.uuid4().hex}',  # fresh logger / message hub
-        train_dataloader=dict(dataset=ToyData(),
-                              sampler=dict(type='DefaultSampler', shuffle=False),
-                              batch_size=4, num_workers=0,
-                              collate_fn=dict(type='default_collate')),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1),
-                           logger=dict(type='LoggerHook', interval=1)),
-        custom_hooks=hooks,
-        randomness=dict(seed=0),
-        default_scope='hirl_mm',
-        **kwargs)
-
-
-def read_log(runner: Runner) -> str:
-    (path,) = glob.glob(os.path.join(runner.log_dir, '*.log'))
-    with open(path) as f:
-        return f.read()
+    """A ToyModel trained on the toy data in order, with a checkpoint every epoch."""
+    return Runner(**runner_config(work_dir, ToyModel(), hooks, name='teacher_temp',
+                                  max_epochs=max_epochs, shuffle=False,
+                                  optimizer=dict(type='SGD', lr=0.01), **kwargs))
 
 
 @pytest.mark.parametrize('warmup_epochs', [0, 1, 2, 5, 30])

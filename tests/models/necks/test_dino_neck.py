@@ -51,3 +51,12 @@ def test_ibot_neck_scores_cls_and_patches():
         iBOTNeck(in_channels=8, out_channels=10, patch_out_channels=6)
     with pytest.raises(ValueError, match="out_type='raw'"):
         neck((torch.randn(2, 8), ))
+
+
+def test_cls_avgpool_neck_concatenates_cls_and_mean_patch():
+    from hirl_mm.models.necks import ClsAvgPoolNeck
+    tokens = torch.randn(2, 5, 8)
+    out = ClsAvgPoolNeck()((tokens, ))[0]
+    torch.testing.assert_close(out, torch.cat([tokens[:, 0], tokens[:, 1:].mean(1)], -1))
+    with pytest.raises(ValueError, match="out_type='raw'"):
+        ClsAvgPoolNeck()((torch.randn(2, 8), ))

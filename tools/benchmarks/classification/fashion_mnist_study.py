@@ -6,6 +6,8 @@ One command reproduces each of the README's results tables:
         --variants simclr hirl-simclr hirl-simclr-backbone
     python tools/benchmarks/classification/fashion_mnist_study.py --seeds 0 1 \
         --variants mocov2 hirl-mocov2
+    python tools/benchmarks/classification/fashion_mnist_study.py --seeds 0 1 \
+        --variants vit-random dino-vit   # DINO's teacher vs the same ViT untrained
 
 A sweep of HIRL settings (one factor at a time, each point a variant of ``--sweep-base``
 with config overrides, as ``tools/train.py --cfg-options`` takes them; several overrides
@@ -18,7 +20,8 @@ of one point are joined by ``;``):
 
 For every seed and variant it pre-trains configs/study/<variant> through tools/train.py
 (skipped when the final checkpoint exists), then evaluates the backbone on the training
-subset (memory / training data) and the full Fashion-MNIST test split (queries):
+subset (memory / training data) and the full Fashion-MNIST test split (queries) (for DINO /
+iBOT the teacher's backbone, which the papers evaluate; ``vit-random`` is not trained):
 weighted KNN top-1 (k = 20 and 200, T = 0.07), a linear probe on frozen features, and
 hierarchical k-means of the training features with the HIRL levels' sizes (100 / 10 / 5),
 scored by NMI against the 10 fine classes (K = 10) and the 5 coarse groups (K = 5). For
@@ -56,10 +59,14 @@ VARIANTS = {
     'hirl-simclr-backbone': 'configs/study/hirl-simclr-backbone_tiny-resnet18_fashion-mnist.py',
     'mocov2': 'configs/study/mocov2_tiny-resnet18_fashion-mnist.py',
     'hirl-mocov2': 'configs/study/hirl-mocov2_tiny-resnet18_fashion-mnist.py',
+    'dino-vit': 'configs/baselines/dino_tiny-vit_fashion-mnist.py',
+    # The same ViT, not trained: evaluated as initialised with the run's seed.
+    'vit-random': 'configs/baselines/dino_tiny-vit_fashion-mnist.py',
 }
+UNTRAINED = {'vit-random'}
 # The baseline each HIRL variant is paired with (same data, seeds and SSL settings).
 BASELINES = {'hirl-simclr': 'simclr', 'hirl-simclr-backbone': 'simclr',
-             'hirl-mocov2': 'mocov2'}
+             'hirl-mocov2': 'mocov2', 'dino-vit': 'vit-random'}
 METRICS = ['knn20', 'knn200', 'linear', 'kmeans_nmi_fine_k10', 'kmeans_nmi_coarse_k5',
            'proto_nmi_fine_l1', 'proto_nmi_coarse_l2']
 
@@ -151,19 +158,30 @@ def _train(config: str, work_dir: str, overrides: Dict[str, Any]) -> str:
     return checkpoint
 
 
-def evaluate(config: str, checkpoint: str, seed: int,
+def evaluated_backbone(model: torch.nn.Module) -> torch.nn.Module:
+    """The backbone the papers evaluate: the teacher's for DINO / iBOT, else the model's."""
+    teacher = getattr(model, 'teacher', None)
+    return teacher.module[0] if teacher is not None else model.backbone
+
+
+def evaluate(config: str, checkpoint: Optional[str], seed: int,
              overrides: Optional[Dict[str, Any]] = None) -> Dict[str, float]:
-    """All metrics of one pre-trained checkpoint."""
+    """All metrics of one pre-trained checkpoint (``None``: the model as initialised)."""
     cfg = _load_config(config, overrides or {})
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    torch.manual_seed(seed)
     model = MODELS.build(cfg.model)
-    load_checkpoint(model, checkpoint, map_location='cpu', logger='silent')
+    if checkpoint is None:
+        model.init_weights()
+    else:
+        load_checkpoint(model, checkpoint, map_location='cpu', logger='silent')
     model.eval()
+    backbone = evaluated_backbone(model)
     train_set = dict(cfg.train_dataloader.dataset, pipeline=cfg.eval_pipeline)
     test_set = dict(train_set, split='test', num_per_class=None)
     loaders = {'train': build_extraction_loader(train_set, 512),
                'test': build_extraction_loader(test_set, 512)}
-    embed = lambda x: backbone_embedding(model.backbone(x))  # noqa: E731
+    embed = lambda x: backbone_embedding(backbone(x))  # noqa: E731
     feats = {k: extract_embeddings(model, v, embed, show_progress=False)
              for k, v in loaders.items()}
     fine = {k: torch.as_tensor(v.dataset.get_gt_labels()) for k, v in loaders.items()}
@@ -252,7 +270,10 @@ def main() -> int:
         for variant, (config, variant_overrides) in plan.items():
             work_dir = osp.abspath(osp.join(args.work_dir, f'{variant}_seed{seed}'))
             overrides = dict(_overrides(seed, args.num_per_class), **variant_overrides)
-            if args.eval_only:
+            if variant in UNTRAINED:
+                os.makedirs(work_dir, exist_ok=True)
+                checkpoint = None
+            elif args.eval_only:
                 checkpoint = _checkpoint(config, work_dir, overrides)
             else:
                 checkpoint = _train(config, work_dir, overrides)

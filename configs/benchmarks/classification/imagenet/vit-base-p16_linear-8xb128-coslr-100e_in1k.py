@@ -1,22 +1,17 @@
 # Linear classification (linear probe) on ImageNet-1k of a pre-trained ViT-B/16, as DINO
 # and iBOT evaluate their teacher: the backbone is frozen (patch embedding, [CLS] token,
 # position embedding, all 12 blocks and the final LayerNorm), a linear layer (weights
-# N(0, 0.01), zero bias) on the final-norm [CLS] token is trained for 100 epochs with SGD,
-# momentum 0.9, no weight decay, lr 0.001 per 256 images (0.004 for 8 GPUs x 128 images),
-# cosine to 0 (stepped per epoch); train: RandomResizedCrop 224 (bilinear) + flip; val:
-# resize the short side to 256 (bicubic), center-crop 224; reported: top-1 on val.
+# N(0, 0.01), zero bias) on the final-norm [CLS] token concatenated with the mean of the
+# final-norm patch tokens (1536-d, hirl_mm's ClsAvgPoolNeck) is trained for 100 epochs with
+# SGD, momentum 0.9, no weight decay, lr 0.001 per 256 images (0.004 for 8 GPUs x 128
+# images), cosine to 0 (stepped per epoch); train: RandomResizedCrop 224 (bilinear) + flip;
+# val: resize the short side to 256 (bicubic), center-crop 224; reported: top-1 on val.
 # Source: facebookresearch/dino eval_linear.py (its defaults: 100 epochs, lr 0.001 scaled by
 # batch / 256, SGD momentum 0.9, weight decay 0, CosineAnnealingLR(eta_min=0), 128 images
-# per GPU, the transforms above); bytedance/ibot evaluation/eval_linear.py is the same
-# recipe. Reported for ViT-B/16: DINO 78.2 (README), iBOT 79.5.
+# per GPU, the transforms above; for ViT-B n_last_blocks=1 and avgpool_patchtokens=True);
+# bytedance/ibot evaluation/eval_linear.py is the same recipe (run.sh: LINEAR_N_LAST_BLOCKS=1,
+# LINEAR_AVGPOOL=2). Reported for ViT-B/16: DINO 78.2 (README), iBOT 79.5.
 # Differences:
-# * Features: for ViT-B the references concatenate the [CLS] token of the last block with
-#   the average of its (final-norm) patch tokens (DINO: n_last_blocks=1,
-#   avgpool_patchtokens=True; iBOT run.sh: LINEAR_N_LAST_BLOCKS=1, LINEAR_AVGPOOL=2), a
-#   1536-d input. mmpretrain has no module that builds this concatenation (its
-#   out_type='avg_featmap' adds a new LayerNorm, ln2, which the checkpoint lacks), so this
-#   probe reads the 768-d [CLS] token only (DINO's ViT-S setting with n = 1); expect a
-#   slightly lower top-1 than the papers'.
 # * Learning rate: 0.001 / 256 is eval_linear.py's default; DINO recommends tuning it per
 #   checkpoint and iBOT sweeps it (eval_linear_multi.py), reporting the best. Override
 #   optim_wrapper.optimizer.lr with --cfg-options to sweep.
@@ -42,13 +37,14 @@ model = dict(
         arch='b',
         img_size=224,
         patch_size=16,
-        out_type='cls_token',
+        out_type='raw',  # all final-norm tokens, for the neck
         final_norm=True,
         drop_path_rate=0.,
         frozen_stages=num_layers,  # everything, the final LayerNorm included
         init_cfg=dict(type='Pretrained', checkpoint=None, prefix='backbone.')),
-    # From the base, as DINO's LinearClassifier: Linear(768, 1000), N(0, 0.01), bias 0.
-    head=dict(type='VisionTransformerClsHead', num_classes=1000, in_channels=768,
+    neck=dict(type='ClsAvgPoolNeck'),  # [CLS] ++ mean patch token: 1536-d
+    # As DINO's LinearClassifier: Linear(1536, 1000), N(0, 0.01), bias 0.
+    head=dict(type='LinearClsHead', num_classes=1000, in_channels=2 * 768,
               init_cfg=dict(type='Normal', std=0.01, layer='Linear')))
 
 # The references' eval transform resizes with bicubic interpolation (PIL).
