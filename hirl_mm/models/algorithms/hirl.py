@@ -47,6 +47,7 @@ class HIRLMixin:
                  embedding: str = 'neck', feature_source: str = 'auto',
                  iter_wise_assignment: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self._check_no_name_clash()
         if feature_source not in FEATURE_SOURCES:
             raise ValueError(f'feature_source={feature_source!r} is not one of '
                              f'{FEATURE_SOURCES}.')
@@ -75,6 +76,19 @@ class HIRLMixin:
         self._ddp_params_and_buffers_to_ignore = [
             f'prototypes.{name}' for name, _ in self.prototypes.named_buffers()]
 
+    def _check_no_name_clash(self) -> None:
+        """Stop if the wrapped algorithm has a module named like one of HIRL's methods.
+
+        Such a module would be shadowed by the method (e.g. MoCo v3's
+        ``momentum_encoder`` once was), and the algorithm's own ``loss`` would break.
+        """
+        own = {name for name in vars(HIRLMixin) if not name.startswith('__')}
+        clashes = sorted(own & (set(self._modules) | set(self._parameters) |
+                                set(self._buffers)))
+        if clashes:
+            raise TypeError(f'{type(self).__name__}: the wrapped algorithm has members named '
+                            f'like HIRLMixin\'s methods ({clashes}); rename them in HIRLMixin.')
+
     def _embedding_width(self, in_channels: Optional[int]) -> int:
         """The semantic head's width: derived from the embedding, or checked against it."""
         module = self.neck if self.embedding == 'neck' else self.backbone
@@ -102,11 +116,11 @@ class HIRLMixin:
                              f'has no neck; use embedding="backbone".')
         return EmbeddingEncoder(backbone, neck, layout or self._neck_input_layout)
 
-    def online_encoder(self) -> EmbeddingEncoder:
+    def semantic_online_encoder(self) -> EmbeddingEncoder:
         """The online backbone (+ neck): what the semantic heads train on."""
         return self._encoder(self.backbone, getattr(self, 'neck', None))
 
-    def momentum_encoder(self) -> Optional[EmbeddingEncoder]:
+    def semantic_momentum_encoder(self) -> Optional[EmbeddingEncoder]:
         """The EMA / teacher encoder's backbone (+ neck), if the algorithm has one."""
         for module in self.children():
             if isinstance(module, BaseAveragedModel):
@@ -121,12 +135,12 @@ class HIRLMixin:
 
     def clustering_encoder(self) -> EmbeddingEncoder:
         """The encoder whose embeddings are clustered (see ``feature_source``)."""
-        momentum = self.momentum_encoder()
+        momentum = self.semantic_momentum_encoder()
         if self.feature_source == 'momentum' and momentum is None:
             raise ValueError(f'feature_source="momentum" but {type(self).__name__} has no '
                              f'momentum encoder; use feature_source="auto" or "online".')
         if self.feature_source == 'online' or momentum is None:
-            return self.online_encoder()
+            return self.semantic_online_encoder()
         return momentum
 
     @torch.no_grad()
@@ -154,7 +168,7 @@ class HIRLMixin:
             Dict[str, Tensor]: The algorithm's losses, ``loss_semantic`` and, with
             iter-wise assignment, ``assign_changed_ratio``.
         """
-        online, momentum = self.online_encoder(), self.momentum_encoder()
+        online, momentum = self.semantic_online_encoder(), self.semantic_momentum_encoder()
         encoders = [online] + ([momentum] if momentum is not None else [])
         with record_calls_of([m for e in encoders for m in e.modules]) as recorded:
             losses = super().loss(inputs, data_samples, **kwargs)

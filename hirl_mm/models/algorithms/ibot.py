@@ -62,8 +62,8 @@ class iBOT(DINO):
         globals_batch = torch.cat(global_crops)
         with torch.no_grad():
             self.update_teacher()
-            teacher_cls, teacher_patch = self.teacher(globals_batch)
-        student_cls, student_patch = self.neck(self.backbone(globals_batch, mask=masks))
+            teacher_cls, teacher_patch = self.teacher(globals_batch)[:2]
+        student_cls, student_patch = self.neck(self.backbone(globals_batch, mask=masks))[:2]
         if local_crops:
             local_cls = self.student_scores(local_crops, with_patches=False)
             student_cls = torch.cat([student_cls] + local_cls)

@@ -10,7 +10,9 @@ iBOT (arXiv 2111.07832, bytedance/ibot ``models/head.py``, ``iBOTHead``) applies
 MLP to every output token and scores the [CLS] token and the patch tokens with their own
 last layers, or with one shared layer (``shared_head``, the ViT-B/16 setting).
 
-The bottleneck (:meth:`DINONeck.bottleneck`) is the space HIRL clusters for these methods.
+The bottleneck (:meth:`DINONeck.bottleneck`, on [CLS]) is the space the HIRL reference trains
+and clusters for these methods; both necks return it as their last output, which is what
+HIRL's ``embedding='neck'`` reads of a neck.
 """
 from typing import Tuple
 
@@ -107,17 +109,20 @@ class DINONeck(BaseModule):
         # Flatten leading dimensions: BatchNorm1d wants [N, C] (iBOT passes tokens).
         return self.mlp(x.reshape(-1, shape[-1])).reshape(*shape[:-1], -1)
 
-    def forward(self, inputs: Tuple[Tensor]) -> Tuple[Tensor]:
-        """Prototype scores of the backbone output.
+    def forward(self, inputs: Tuple[Tensor]) -> Tuple[Tensor, Tensor]:
+        """Prototype scores of the backbone output, and the bottleneck they come from.
 
         Args:
             inputs (tuple[Tensor]): The backbone's outputs; the last one is used,
                 ``[B, C]`` (or ``[B, L, C]`` tokens).
 
         Returns:
-            tuple[Tensor]: ``([B, out_channels],)`` (or ``[B, L, out_channels]``).
+            tuple[Tensor, Tensor]: ``([B, out_channels], [B, bottleneck_channels])`` (or
+            per token). The last element, the bottleneck, is the embedding HIRL reads of
+            a neck (the reference's for DINO); the loss uses the first.
         """
-        return (self.last_layer(F.normalize(self.bottleneck(inputs[-1]), dim=-1)), )
+        z = self.bottleneck(inputs[-1])
+        return self.last_layer(F.normalize(z, dim=-1)), z
 
 
 @MODELS.register_module()
@@ -155,8 +160,9 @@ class iBOTNeck(DINONeck):
                 whose patches no loss term uses).
 
         Returns:
-            tuple[Tensor]: ``([B, out_channels], [B, N, patch_out_channels])``, or only
-            the first with ``with_patches=False``.
+            tuple[Tensor]: ``([B, out_channels], [B, N, patch_out_channels],
+            [B, bottleneck_channels])``, without the second with ``with_patches=False``.
+            The last, the [CLS] token's bottleneck, is HIRL's embedding (the reference's).
         """
         tokens = inputs[-1]
         if tokens.dim() != 3:
@@ -164,10 +170,11 @@ class iBOTNeck(DINONeck):
                              f"{tuple(tokens.shape)}; set out_type='raw' in the backbone.")
         if not with_patches:
             tokens = tokens[:, :1]
-        z = F.normalize(self.bottleneck(tokens), dim=-1)
+        bottleneck = self.bottleneck(tokens)
+        z = F.normalize(bottleneck, dim=-1)
         cls_scores = self.last_layer(z[:, 0])
         if not with_patches:
-            return (cls_scores, )
+            return cls_scores, bottleneck[:, 0]
         patch_layer = self.last_layer if self.patch_last_layer is None \
             else self.patch_last_layer
-        return cls_scores, patch_layer(z[:, 1:])
+        return cls_scores, patch_layer(z[:, 1:]), bottleneck[:, 0]

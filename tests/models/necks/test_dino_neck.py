@@ -29,7 +29,9 @@ def test_mlp_layout_and_forward():
     assert all(torch.all(m.bias == 0) for m in linears)
     x = torch.randn(3, 8)
     z = F.normalize(neck.mlp(x), dim=-1)
-    torch.testing.assert_close(neck((x, ))[0], neck.last_layer(z))
+    scores, bottleneck = neck((x, ))
+    torch.testing.assert_close(scores, neck.last_layer(z))
+    torch.testing.assert_close(bottleneck, neck.mlp(x))  # HIRL's embedding: the last output
     # Tokens: the same MLP on every token.
     tokens = torch.randn(2, 5, 8)
     torch.testing.assert_close(neck((tokens, ))[0][:, 1], neck((tokens[:, 1], ))[0])
@@ -39,9 +41,12 @@ def test_ibot_neck_scores_cls_and_patches():
     neck = iBOTNeck(in_channels=8, out_channels=10, patch_out_channels=10,
                     hidden_channels=16, bottleneck_channels=4)
     tokens = torch.randn(2, 5, 8)
-    cls_scores, patch_scores = neck((tokens, ))
+    cls_scores, patch_scores, bottleneck = neck((tokens, ))
     assert cls_scores.shape == (2, 10) and patch_scores.shape == (2, 4, 10)
-    torch.testing.assert_close(neck((tokens, ), with_patches=False)[0], cls_scores)
+    torch.testing.assert_close(bottleneck, neck.mlp(tokens[:, 0]))
+    local_scores, local_bottleneck = neck((tokens, ), with_patches=False)
+    torch.testing.assert_close(local_scores, cls_scores)
+    torch.testing.assert_close(local_bottleneck, bottleneck)
     # Shared head: one set of prototype weights, saved once.
     assert sum('last_layer' in k for k in neck.state_dict()) == 2
     separate = iBOTNeck(in_channels=8, out_channels=10, patch_out_channels=6,
