@@ -130,3 +130,38 @@ def hirl_config(algorithm: str, data_root: Path, work_dir: Path, max_epochs: int
         randomness=dict(seed=seed),
         log_level='WARNING',
     )
+
+
+def shrunk_config(config: str, work_dir: Path, num_per_class: int = 5, batch_size: int = 8,
+                  max_epochs: int = 3, warmup_epochs: int = 1):
+    """A shipped Fashion-MNIST config (e.g. configs/study/hirl-dino_...) at toy size.
+
+    Args:
+        config (str): Path of the config, relative to the repository root.
+        work_dir (Path): The runner's work dir.
+        num_per_class (int): Training images per class.
+        batch_size (int): Images per process and step.
+        max_epochs (int): Epochs.
+        warmup_epochs (int): HIRL's warm-up (clustering before every later epoch).
+
+    Returns:
+        Config: Ready for ``Runner.from_cfg``.
+    """
+    from mmengine.config import Config
+    cfg = Config.fromfile(str(Path(__file__).parents[1] / config))
+    cfg.work_dir = str(work_dir)
+    loader = cfg.train_dataloader
+    loader.dataset.num_per_class = num_per_class
+    loader.update(batch_size=batch_size, num_workers=0, persistent_workers=False)
+    cfg.train_cfg.max_epochs = max_epochs
+    cfg.default_hooks.logger.interval = 1
+    for hook in cfg.get('custom_hooks', []):
+        if hook.type == 'HierarchicalClusteringHook':
+            hook.warmup_epochs = warmup_epochs
+            hook.extract_batch_size = 64
+            hook.clusterer.num_redo = 1
+    if 'num_clusters' in cfg.model:
+        cfg.model.num_clusters = [12, 6, 3]
+        cfg.model.semantic_head.num_neg_path = 8
+    cfg.log_level = 'WARNING'
+    return cfg

@@ -1,7 +1,8 @@
 """One rank of the 2-process test (run by torch.distributed.run from test_distributed.py).
 
-Trains a toy HIRL model with the gloo back end, then saves what this rank holds: its
-prototype buffers and the sample indices each extraction round received.
+Trains a toy HIRL model (or a shipped config shrunk, e.g. HIRL-DINO's tiny ViT) with the
+gloo back end, then saves what this rank holds: its prototype buffers and the sample
+indices each extraction round received.
 """
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import hirl_mm.utils.feature_extraction as feature_extraction  # noqa: E402
 from hirl_mm.utils.launch import setup_launcher  # noqa: E402
-from tiny_setup import hirl_config  # noqa: E402
+from tiny_setup import hirl_config, shrunk_config  # noqa: E402
 
 algorithm, data_root, work_dir = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 received = []
@@ -29,8 +30,11 @@ def recording_place(rows, indices, num_samples):
 
 
 feature_extraction.place_by_index = recording_place
-cfg = Config(hirl_config(algorithm, data_root, work_dir, max_epochs=3, warmup_epochs=1,
-                         batch_size=4, iter_wise_assignment=True))
+if algorithm.endswith('.py'):  # a shipped config at toy size (data_root unused)
+    cfg = shrunk_config(algorithm, work_dir)
+else:
+    cfg = Config(hirl_config(algorithm, data_root, work_dir, max_epochs=3, warmup_epochs=1,
+                             batch_size=4, iter_wise_assignment=True))
 setup_launcher(cfg, 'pytorch')  # as tools/train.py does: gloo on a machine without GPU
 runner = Runner.from_cfg(cfg)
 runner.train()

@@ -1,4 +1,5 @@
-"""Real short DINO / iBOT pre-trainings through mmengine's Runner on Fashion-MNIST images.
+"""Real short DINO / iBOT (and HIRL-DINO / HIRL-iBOT) pre-trainings through mmengine's
+Runner on Fashion-MNIST images.
 
 The tiny configs of configs/baselines/ at a few iterations: the loss is finite and goes
 down, the schedules (teacher temperature, weight decay, EMA momentum, frozen last layer)
@@ -18,6 +19,7 @@ from mmengine.runner import Runner
 
 from hirl_mm.evaluation.feature_model import build_feature_model, load_backbone_weights
 from hirl_mm.utils.teacher_backbone import teacher_backbone_state
+from tiny_setup import shrunk_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures('single_thread'),
               pytest.mark.skipif(
@@ -141,3 +143,19 @@ def test_schedules_follow_the_recipe_and_survive_a_resume(tmp_path):
                             map_location='cpu')['state_dict']['neck.last_layer.weight_v']
     assert not torch.equal(init_state, straight.model.neck.last_layer.weight_v.detach())
     assert torch.equal(frozen_after_1, init_state)  # same seed, same frozen first epoch
+
+
+@pytest.mark.parametrize('name', ['dino', 'ibot'])
+def test_hirl_short_pretraining_clusters_the_teacher_bottleneck(name, tmp_path):
+    """HIRL-DINO / HIRL-iBOT: a clustering round after a 1-epoch warm-up, then the
+    semantic loss; prototypes in the 64-d bottleneck space of the teacher."""
+    cfg = shrunk_config(f'configs/study/hirl-{name}_tiny-vit_fashion-mnist.py', tmp_path,
+                        num_per_class=PER_CLASS, batch_size=BATCH, max_epochs=2)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    protos = runner.model.prototypes
+    assert protos.ready and int(protos.num_updates) == 1 and protos.num_samples == 80
+    assert protos.centroids[0].shape == (12, 64)
+    semantic = np.array(_logged(tmp_path, 'loss_semantic'))
+    assert np.all(semantic[:5] == 0) and np.all(semantic[5:] > 0)
+    assert np.all(np.isfinite(_logged(tmp_path, 'loss')))

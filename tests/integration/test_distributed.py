@@ -50,3 +50,30 @@ def test_two_ranks_hold_identical_prototypes(algorithm, tmp_path):
         assert len(rank['received']) == 2  # two clustering rounds
         for indices in rank['received']:
             assert sorted(indices.tolist()) == list(range(41))  # each sample exactly once
+
+
+@pytest.mark.skipif(not os.path.isfile('/usr/share/datasets/fashion-mnist/'
+                                       'train-images-idx3-ubyte.gz'),
+                    reason='Debian package dataset-fashion-mnist is not installed')
+def test_two_ranks_of_hirl_dino_hold_identical_prototypes(tmp_path):
+    """HIRL-DINO (tiny ViT, teacher-space clustering) on 2 gloo processes, 50 images."""
+    work_dir = tmp_path / 'work'
+    work_dir.mkdir()
+    env = dict(os.environ, OMP_NUM_THREADS='1',
+               PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[2]),
+                                           os.environ.get('PYTHONPATH', '')]))
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+           f'--master_port={_free_port()}', str(Path(__file__).with_name('dist_worker.py')),
+           'configs/study/hirl-dino_tiny-vit_fashion-mnist.py', 'unused', str(work_dir)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600,
+                          cwd=str(Path(__file__).parents[2]))
+    (work_dir / 'torchrun.log').write_text(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ranks = [torch.load(work_dir / f'rank{r}.pth', map_location='cpu') for r in (0, 1)]
+    protos0, protos1 = ranks[0]['prototypes'], ranks[1]['prototypes']
+    assert int(protos0['num_updates']) == 2 and protos0['im2cluster_0'].shape == (50, )
+    for key in protos0:
+        assert torch.equal(protos0[key], protos1[key]), key
+    for rank in ranks:
+        for indices in rank['received']:
+            assert sorted(indices.tolist()) == list(range(50))

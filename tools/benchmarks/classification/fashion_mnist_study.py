@@ -7,7 +7,7 @@ One command reproduces each of the README's results tables:
     python tools/benchmarks/classification/fashion_mnist_study.py --seeds 0 1 \
         --variants mocov2 hirl-mocov2
     python tools/benchmarks/classification/fashion_mnist_study.py --seeds 0 1 \
-        --variants vit-random dino-vit   # DINO's teacher vs the same ViT untrained
+        --variants vit-random dino-vit hirl-dino-vit   # DINO's teacher vs the ViT untrained
 
 A sweep of HIRL settings (one factor at a time, each point a variant of ``--sweep-base``
 with config overrides, as ``tools/train.py --cfg-options`` takes them; several overrides
@@ -60,13 +60,14 @@ VARIANTS = {
     'mocov2': 'configs/study/mocov2_tiny-resnet18_fashion-mnist.py',
     'hirl-mocov2': 'configs/study/hirl-mocov2_tiny-resnet18_fashion-mnist.py',
     'dino-vit': 'configs/baselines/dino_tiny-vit_fashion-mnist.py',
+    'hirl-dino-vit': 'configs/study/hirl-dino_tiny-vit_fashion-mnist.py',
     # The same ViT, not trained: evaluated as initialised with the run's seed.
     'vit-random': 'configs/baselines/dino_tiny-vit_fashion-mnist.py',
 }
 UNTRAINED = {'vit-random'}
 # The baseline each HIRL variant is paired with (same data, seeds and SSL settings).
 BASELINES = {'hirl-simclr': 'simclr', 'hirl-simclr-backbone': 'simclr',
-             'hirl-mocov2': 'mocov2', 'dino-vit': 'vit-random'}
+             'hirl-mocov2': 'mocov2', 'dino-vit': 'vit-random', 'hirl-dino-vit': 'dino-vit'}
 METRICS = ['knn20', 'knn200', 'linear', 'kmeans_nmi_fine_k10', 'kmeans_nmi_coarse_k5',
            'proto_nmi_fine_l1', 'proto_nmi_coarse_l2']
 

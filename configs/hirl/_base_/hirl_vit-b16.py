@@ -1,0 +1,37 @@
+# HIRL's reference settings for ViT-B/16 methods (HIRL_SPEC.md, "Reference settings";
+# hirl-team/HIRL configs/pretrain/hirl/hirl_{mocov3,dino,ibot}_vit_base_400eps.yaml).
+# Not a full config: method configs list it as a second base and use the two names below,
+# overriding what their reference run changes (MoCo v3: 5-layer heads; iBOT: K_2 = 1000).
+custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
+
+# Arguments HIRL adds to the wrapped algorithm's model dict.
+hirl_model = dict(
+    num_clusters=[30000, 10000, 5000],  # finest level first (MoCo v3, DINO)
+    # As the reference (train_emb='vit_cls'): the semantic heads train on, and the
+    # prototypes cluster, the method's projection of [CLS] (its neck): 256-d for MoCo v3's
+    # projector and for the DINO / iBOT head's bottleneck.
+    embedding='neck',
+    semantic_head=dict(
+        type='SemanticPathHead',
+        # in_channels is derived from the embedding's width (and checked when given).
+        num_neg_path=100,
+        num_mlp_layer=2),  # Linear layers per head: Linear-BN-ReLU-Linear
+    feature_source='auto',  # cluster the momentum encoder / teacher, as the reference
+    iter_wise_assignment=False)
+
+# The hook that re-clusters the training set before every epoch after the warm-up. Its
+# default extraction pipeline is the reference's eval transform for every method, ViTs
+# included (hirl/runners/pretrain/hirl.py): resize the short edge to 256 (bilinear),
+# center-crop 224.
+hirl_clustering_hook = dict(
+    type='HierarchicalClusteringHook',
+    warmup_epochs=40,
+    interval=1,
+    clusterer=dict(
+        type='HierarchicalKMeans',
+        backend='auto',  # faiss (GPU if faiss-gpu and CUDA), else pure torch
+        num_iters=20,
+        num_redo=5,
+        seed=0,
+        max_points_per_centroid=1000,
+        min_points_per_centroid=10))

@@ -1,0 +1,14 @@
+# HIRL-MoCo v3, ViT-B/16, 400 epochs on ImageNet-1k (hirl-team/HIRL
+# configs/pretrain/hirl/hirl_mocov3_vit_base_400eps.yaml): K = 30000 / 10000 / 5000,
+# 100 negative paths, 5-layer semantic heads, 40 warm-up epochs, on the 256-d projector
+# output of [CLS] (first view), clustered from the key (momentum) encoder.
+# Baseline: configs/baselines/mocov3_vit-b16.py (mmpretrain's config at the reference's 400
+# epochs; its header lists where it differs from the reference), inherited unchanged.
+_base_ = ['../baselines/mocov3_vit-b16.py', '_base_/hirl_vit-b16.py']
+
+model = dict(
+    type='HIRL',
+    algorithm='MoCoV3',
+    **dict(_base_.hirl_model,
+           semantic_head=dict(_base_.hirl_model.semantic_head, num_mlp_layer=5)))
+custom_hooks = [_base_.hirl_clustering_hook]
