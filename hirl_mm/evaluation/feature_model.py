@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from hirl_mm.models.utils.embedding import backbone_embedding
 from hirl_mm.registry import MODELS
 from hirl_mm.utils.pretrained import (BACKBONE_PREFIX, PretrainedLoadingError,
-                                      verify_pretrained_loading)
+                                      verify_pretrained_loading, verify_pretrained_state)
 from .checkpoint_reading import load_checkpoint_state
 
 __all__ = ['BackboneFeatureModel', 'build_feature_model', 'load_backbone_weights']
@@ -92,7 +92,8 @@ def load_backbone_weights(model: BackboneFeatureModel, checkpoint: str,
     Args:
         model (BackboneFeatureModel): The model to fill.
         checkpoint (str): Path or URL of the checkpoint.
-        state_dict (dict, optional): Its state dict if already loaded.
+        state_dict (dict, optional): Its state dict if already loaded (or prepared,
+            e.g. a DINO teacher's backbone written as ``backbone.*``); used as it is.
 
     Returns:
         int: The number of loaded tensors.
@@ -101,9 +102,11 @@ def load_backbone_weights(model: BackboneFeatureModel, checkpoint: str,
         PretrainedLoadingError: If a backbone key is missing, a ``backbone.*`` key is used
             by nothing, or a shape differs.
     """
-    verify_pretrained_loading(model, checkpoint, ['backbone'])
     if state_dict is None:
+        verify_pretrained_loading(model, checkpoint, ['backbone'])
         state_dict = load_checkpoint_state(checkpoint)
+    else:
+        verify_pretrained_state(model, state_dict, ['backbone'], checkpoint)
     backbone_state = {k[len(BACKBONE_PREFIX):]: v for k, v in state_dict.items()
                       if k.startswith(BACKBONE_PREFIX)}
     try:

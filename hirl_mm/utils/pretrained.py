@@ -132,15 +132,36 @@ def verify_pretrained_loading(model: nn.Module, checkpoint: str, module_names: L
     loaded = _load_checkpoint(checkpoint, map_location='cpu')
     full_state = loaded.get('state_dict', loaded) if isinstance(loaded, dict) else {}
     refuse_teacher_student_checkpoint(checkpoint, full_state, prefix)
+    return verify_pretrained_state(model, full_state, module_names, checkpoint, prefix)
+
+
+def verify_pretrained_state(model: nn.Module, full_state: Dict[str, object],
+                            module_names: List[str], source: str,
+                            prefix: str = BACKBONE_PREFIX) -> Dict[str, int]:
+    """:func:`verify_pretrained_loading` on a state dict already in memory.
+
+    Args:
+        model (nn.Module): The built (unwrapped) model.
+        full_state (dict): The checkpoint's state dict (all prefixes).
+        module_names (list[str]): Dotted names of the receiving modules.
+        source (str): Where the state dict comes from (for the messages).
+        prefix (str): Key prefix of the weights.
+
+    Returns:
+        dict[str, int]: Number of loaded tensors per module.
+
+    Raises:
+        PretrainedLoadingError: On any missing or unexpected key, listing them.
+    """
     state = {k[len(prefix):]: v for k, v in full_state.items() if k.startswith(prefix)}
     if not state:
         raise PretrainedLoadingError(
-            f'{checkpoint} has no weights under the prefix {prefix!r}; is it a backbone '
+            f'{source} has no weights under the prefix {prefix!r}; is it a backbone '
             f'checkpoint written by hirl_mm / mmpretrain?')
     module_keys = {name: set(_submodule(model, name).state_dict()) for name in module_names}
     missing, unexpected = compare_keys(set(state), module_keys)
     if missing or unexpected:
-        lines = [f'The pre-trained weights in {checkpoint} do not fit the model exactly:']
+        lines = [f'The pre-trained weights in {source} do not fit the model exactly:']
         for name, keys in missing.items():
             lines.append(f'  {name}: {len(keys)} keys missing from the checkpoint, e.g. '
                          f'{keys[:5]}')

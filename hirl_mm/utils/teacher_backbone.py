@@ -10,20 +10,23 @@ from typing import Dict
 
 from torch import Tensor
 
-__all__ = ['TEACHER_BACKBONE_PREFIX', 'PRETRAIN_ONLY_KEYS', 'teacher_backbone_state']
+__all__ = ['TEACHER_BACKBONE_PREFIX', 'PRETRAIN_ONLY_KEYS', 'teacher_backbone_state',
+           'has_teacher_backbone']
 
 TEACHER_BACKBONE_PREFIX = 'teacher.module.0.'
 # Backbone parameters only pre-training uses: iBOT's learned mask embedding.
 PRETRAIN_ONLY_KEYS = ('mask_token', )
 
 
-def teacher_backbone_state(state_dict: Dict[str, Tensor],
-                           source: str = 'teacher') -> Dict[str, Tensor]:
+def teacher_backbone_state(state_dict: Dict[str, Tensor], source: str = 'teacher',
+                           drop_pretrain_only: bool = True) -> Dict[str, Tensor]:
     """The ``backbone.*`` state dict of a DINO / iBOT checkpoint's teacher (or student).
 
     Args:
         state_dict (dict[str, Tensor]): The checkpoint's state dict.
         source (str): ``'teacher'`` (what the papers evaluate) or ``'student'``.
+        drop_pretrain_only (bool): Leave out iBOT's ``mask_token`` (for a downstream
+            ``VisionTransformer``); keep it to load the pre-training backbone class.
 
     Returns:
         dict[str, Tensor]: ``backbone.<name>`` tensors, pre-training-only keys dropped.
@@ -42,4 +45,9 @@ def teacher_backbone_state(state_dict: Dict[str, Tensor],
                        f'top-level modules: {roots}); is it a DINO / iBOT checkpoint of '
                        'hirl_mm?')
     return {f'backbone.{key}': value for key, value in backbone.items()
-            if key not in PRETRAIN_ONLY_KEYS}
+            if not (drop_pretrain_only and key in PRETRAIN_ONLY_KEYS)}
+
+
+def has_teacher_backbone(state_dict: Dict[str, Tensor]) -> bool:
+    """Whether a state dict is a DINO / iBOT checkpoint's (it holds a teacher backbone)."""
+    return any(key.startswith(TEACHER_BACKBONE_PREFIX) for key in state_dict)

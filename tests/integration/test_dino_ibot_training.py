@@ -6,6 +6,7 @@ down, the schedules (teacher temperature, weight decay, EMA momentum, frozen las
 are where they should be, also after a resume, and the teacher's backbone of the written
 checkpoint loads exactly into a ViT evaluation model.
 """
+import importlib.util
 import json
 import math
 import os.path as osp
@@ -159,3 +160,22 @@ def test_hirl_short_pretraining_clusters_the_teacher_bottleneck(name, tmp_path):
     semantic = np.array(_logged(tmp_path, 'loss_semantic'))
     assert np.all(semantic[:5] == 0) and np.all(semantic[5:] > 0)
     assert np.all(np.isfinite(_logged(tmp_path, 'loss')))
+
+    # hirl_report reads the checkpoint: the teacher's backbone, the stored levels.
+    report_cfg = Config.fromfile(f'configs/study/hirl-{name}_tiny-vit_fashion-mnist.py')
+    report_cfg.train_dataloader.dataset.num_per_class = PER_CLASS
+    report_cfg.report = dict(
+        query_dataset=dict(report_cfg.train_dataloader.dataset, split='test',
+                           num_per_class=2, pipeline=[dict(type='PackInputs')]),
+        eval_pipeline=[dict(type='PackInputs')], knn_ks=[1, 5], batch_size=32)
+    report_cfg.dump(str(tmp_path / 'report_cfg.py'))
+    spec = importlib.util.spec_from_file_location(
+        'hirl_report', 'tools/analysis_tools/hirl_report.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = tmp_path / 'report.json'
+    assert tool.main([str(tmp_path / 'report_cfg.py'), str(tmp_path / 'epoch_2.pth'),
+                      '--out', str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report['prototype_space'] == 'neck' and report['prototype_dim'] == 64
+    assert set(report['knn_top1']) == {'1', '5'} and len(report['level_scores']) == 3

@@ -8,8 +8,9 @@ for KNN), ``eval_pipeline`` (applied to the training set, the KNN memory), ``knn
 ``batch_size``. If the training set has coarse labels (``get_coarse_labels()``), every level
 is also scored against them.
 
-Only the backbone (loaded exactly from the checkpoint's ``backbone.*``, with the config's
-data preprocessor) and the stored prototypes are read, so checkpoints of every hirl_mm
+Only the backbone (loaded exactly from the checkpoint's ``backbone.*``, or for DINO / iBOT
+its teacher's ``teacher.module.0.*`` as the papers evaluate, with the config's data
+preprocessor) and the stored prototypes are read, so checkpoints of every hirl_mm
 version work, including those written before the prototypes recorded their embedding
 space (legacy: built on the pooled backbone). The report says which space the prototypes
 live in; the learned levels are scored by the assignments stored with them
@@ -33,6 +34,7 @@ from hirl_mm.evaluation.feature_model import build_feature_model, load_backbone_
 from hirl_mm.evaluation.prototypes import load_stored_prototypes
 from hirl_mm.utils.feature_extraction import build_extraction_loader, extract_embeddings
 from hirl_mm.utils.pretrained import PretrainedLoadingError
+from hirl_mm.utils.teacher_backbone import has_teacher_backbone, teacher_backbone_state
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -66,8 +68,12 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     state_dict = load_checkpoint_state(args.checkpoint)
     model = build_feature_model(cfg)  # the backbone and the pre-training data preprocessor
+    backbone_state = state_dict
+    if has_teacher_backbone(state_dict):  # DINO / iBOT: the papers evaluate the teacher
+        backbone_state = teacher_backbone_state(state_dict, drop_pretrain_only=False)
+        print('backbone evaluated: the teacher\'s (teacher.module.0.*)')
     try:
-        load_backbone_weights(model, args.checkpoint, state_dict)
+        load_backbone_weights(model, args.checkpoint, backbone_state)
     except PretrainedLoadingError as error:
         sys.exit(f'error: {error}')
     model.eval()
