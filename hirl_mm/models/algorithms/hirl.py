@@ -10,7 +10,8 @@ from torch import Tensor, nn
 from hirl_mm.registry import MODELS
 from hirl_mm.utils.dist_utils import all_gather_rows
 from ..utils.backbone_capture import record_calls_of
-from ..utils.embedding_encoder import EMBEDDINGS, EmbeddingEncoder, infer_output_width
+from ..utils.embedding_encoder import (EMBEDDINGS, EmbeddingEncoder, final_token_norm,
+                                       infer_output_width)
 from ..utils.hierarchical_prototypes import HierarchicalPrototypes
 
 FEATURE_SOURCES = ('auto', 'online', 'momentum')
@@ -33,7 +34,8 @@ class HIRLMixin:
             ``'neck'`` (the reference: the output of the algorithm's own neck, i.e. its
             projection head, e.g. 128-d for MoCo v2; gradients of the semantic loss reach
             the neck) or ``'backbone'`` (the pooled backbone output, e.g. 2048-d for a
-            ResNet-50). Defaults to ``'neck'``.
+            ResNet-50; on a ViT the final-norm [CLS] token) or, on ViTs, ``'patch_mean'``
+            (the mean of the final-norm patch tokens). Defaults to ``'neck'``.
         feature_source (str): Encoder whose embeddings are clustered: ``'momentum'`` (the
             algorithm's EMA / teacher encoder; error if it has none), ``'online'``, or
             ``'auto'`` (momentum when there is one, as the reference did).
@@ -92,6 +94,8 @@ class HIRLMixin:
     def _embedding_width(self, in_channels: Optional[int]) -> int:
         """The semantic head's width: derived from the embedding, or checked against it."""
         module = self.neck if self.embedding == 'neck' else self.backbone
+        if self.embedding == 'patch_mean':
+            module = final_token_norm(self.backbone)  # fails here for a non-ViT backbone
         width = infer_output_width(module)
         if in_channels is None:
             if width is None:
@@ -111,6 +115,8 @@ class HIRLMixin:
         """An :class:`EmbeddingEncoder` for this model's embedding option."""
         if self.embedding == 'backbone':
             return EmbeddingEncoder(backbone)
+        if self.embedding == 'patch_mean':
+            return EmbeddingEncoder(backbone, token_norm=final_token_norm(backbone))
         if neck is None:
             raise ValueError(f'embedding="neck" but the encoder of {type(self).__name__} '
                              f'has no neck; use embedding="backbone".')

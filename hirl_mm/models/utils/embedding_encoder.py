@@ -13,16 +13,21 @@ Necks take a backbone's output in one of two layouts, both found without per-met
 SimSiam, Barlow Twins, and every momentum encoder built as ``Sequential(backbone, neck)``),
 or ``'list'``, a list of backbone outputs, one per crop resolution, whose rows the neck
 concatenates in order (``neck([backbone(x_224), backbone(x_96)])``: SwAV).
+
+On ViTs two more embeddings exist: ``'backbone'`` is the final-norm [CLS] token (what
+mmpretrain's ViT outputs, or the first of its tokens), and ``'patch_mean'`` the mean of the
+final-norm patch tokens, read off the final norm's calls (the HIRL reference's
+``vit_cls`` / ``vit_mean``).
 """
 from typing import Any, List, Optional, Sequence, Tuple
 
 from torch import Tensor, nn
 
-from .backbone_capture import (BackboneCall, locate_view, select_rows,
+from .backbone_capture import (BackboneCall, locate_view, record_calls_of, select_rows,
                                view_not_found_error)
 from .embedding import backbone_embedding
 
-EMBEDDINGS = ('neck', 'backbone')
+EMBEDDINGS = ('neck', 'backbone', 'patch_mean')
 NECK_INPUT_LAYOUTS = ('output', 'list')
 
 # Layers whose width is the width of what they output.
@@ -93,32 +98,66 @@ def locate_in_neck_input(neck_input: Any,
     return None if found is None else ('list', found, offset)
 
 
+def final_token_norm(backbone: nn.Module) -> nn.Module:
+    """The module that outputs a ViT's final-norm tokens (``[B, L, C]``).
+
+    Args:
+        backbone (nn.Module): An mmpretrain ``VisionTransformer`` (or subclass) built with
+            ``final_norm=True``.
+
+    Returns:
+        nn.Module: Its final LayerNorm (``ln1``).
+
+    Raises:
+        ValueError: If the backbone has no such norm (names the fix).
+    """
+    norm = getattr(backbone, 'ln1', None) if getattr(backbone, 'final_norm', False) else None
+    if not isinstance(norm, nn.Module) or not hasattr(backbone, 'num_extra_tokens'):
+        raise ValueError(f'embedding="patch_mean" needs a ViT backbone whose final norm '
+                         f'outputs all tokens (mmpretrain VisionTransformer with '
+                         f'final_norm=True); {type(backbone).__name__} has none. Use '
+                         f'embedding="backbone" or "neck".')
+    return norm
+
+
 class EmbeddingEncoder:
     """A backbone, and the neck applied to its output when ``embedding='neck'``.
 
     Not an ``nn.Module``: it only refers to the algorithm's own modules, so nothing is
-    registered twice in the state dict.
+    registered twice in the state dict. With ``token_norm`` (``embedding='patch_mean'``)
+    the embedding is the mean of a ViT's final-norm patch tokens, read off that norm's
+    output whatever the backbone's ``out_type``.
 
     Args:
         backbone (nn.Module): The encoder's backbone.
         neck (nn.Module, optional): Its neck (projector); None for ``'backbone'``.
         neck_input_layout (str, optional): ``'output'`` or ``'list'`` (see module doc);
             None when not known yet (found from the training calls or by a probe).
+        token_norm (nn.Module, optional): A ViT's final norm (:func:`final_token_norm`)
+            for the mean-patch-token embedding; exclusive with ``neck``.
     """
 
     def __init__(self, backbone: nn.Module, neck: Optional[nn.Module] = None,
-                 neck_input_layout: Optional[str] = None) -> None:
+                 neck_input_layout: Optional[str] = None,
+                 token_norm: Optional[nn.Module] = None) -> None:
         if neck_input_layout not in (None, *NECK_INPUT_LAYOUTS):
             raise ValueError(f'neck_input_layout={neck_input_layout!r} is not one of '
                              f'{NECK_INPUT_LAYOUTS}.')
+        if neck is not None and token_norm is not None:
+            raise ValueError('An embedding reads either the neck or the patch tokens.')
         self.backbone = backbone
         self.neck = neck
         self.neck_input_layout = neck_input_layout
+        self.token_norm = token_norm
 
     @property
     def modules(self) -> List[nn.Module]:
         """The modules whose calls :meth:`view_embedding` reads, in that order."""
-        return [self.backbone] + ([self.neck] if self.neck is not None else [])
+        second = self.neck if self.neck is not None else self.token_norm
+        return [self.backbone] + ([second] if second is not None else [])
+
+    def _patch_mean(self, tokens: Tensor) -> Tensor:
+        return tokens[:, int(self.backbone.num_extra_tokens):].mean(dim=1)
 
     def embed(self, inputs: Tensor) -> Tensor:
         """Un-normalised ``[B, D]`` embeddings of a batch of images (for clustering).
@@ -127,8 +166,13 @@ class EmbeddingEncoder:
             inputs (Tensor): ``[B, C, H, W]`` preprocessed images.
 
         Returns:
-            Tensor: The pooled backbone output, or the neck's output on it.
+            Tensor: The pooled backbone output, the neck's output on it, or the mean
+            patch token.
         """
+        if self.token_norm is not None:
+            with record_calls_of([self.token_norm]) as (calls, ):
+                self.backbone(inputs)
+            return self._patch_mean(calls[-1][1])
         output = self.backbone(inputs)
         if self.neck is not None:
             output = self._call_neck(output, inputs.shape[0])
@@ -179,6 +223,13 @@ class EmbeddingEncoder:
             return None
         call_index, idx = found
         backbone_output = calls[0][call_index][1]
+        if self.token_norm is not None:
+            if len(calls[1]) != len(calls[0]):
+                raise RuntimeError(
+                    f'The ViT\'s final norm ran {len(calls[1])} times in '
+                    f'{len(calls[0])} backbone calls; embedding="patch_mean" needs one '
+                    'final norm per forward. Use embedding="backbone" or "neck".')
+            return self._patch_mean(calls[1][call_index][1])[idx]
         if self.neck is None:
             return backbone_embedding(select_rows(backbone_output, idx))
         for neck_input, neck_output in calls[1]:

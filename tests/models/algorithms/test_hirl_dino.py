@@ -1,5 +1,7 @@
 """HIRL on DINO / iBOT: the reference's embedding (the head's bottleneck on the first
 global crop's [CLS]), no extra forward, clustering in the teacher's space."""
+import copy
+
 import pytest
 import torch
 from mmengine.config import Config
@@ -112,3 +114,37 @@ def test_backbone_embedding_of_a_vit_is_its_cls_token():
     with torch.no_grad():
         direct = model.backbone(views[0])[0]
     torch.testing.assert_close(embedding.detach(), direct)
+
+
+def _raw_tokens(backbone, images, **kwargs):
+    """All final-norm tokens of a copy of ``backbone`` built to output them."""
+    raw = copy.deepcopy(backbone)
+    raw.out_type = 'raw'
+    return raw(images, **kwargs)[0]
+
+
+@pytest.mark.parametrize('name', ['DINO', 'iBOT'])
+def test_patch_mean_embedding_is_the_mean_final_norm_patch_token(name):
+    model = _model(name, embedding='patch_mean')
+    assert model.semantic_head.in_channels == 64
+    views, samples = _batch()
+    embedding, _ = _semantic_input(model, views, samples)
+    kwargs = {'mask': torch.stack([s.mask[0] for s in samples])} if name == 'iBOT' else {}
+    with torch.no_grad():
+        direct = _raw_tokens(model.backbone, views[0], **kwargs)[:, 1:].mean(1)
+    torch.testing.assert_close(embedding.detach(), direct)
+    # Clustering: the teacher's mean patch token of unmasked images.
+    images = torch.randn(4, 3, 28, 28)
+    model.eval()
+    with torch.no_grad():
+        expected = _raw_tokens(model.teacher.module[0], images)[:, 1:].mean(1)
+    torch.testing.assert_close(model.extract_clustering_embedding(images), expected)
+
+
+def test_patch_mean_needs_a_vit():
+    from tiny_setup import _method_cfg
+    cfg = dict(type='HIRL', algorithm='SimCLR', num_clusters=[6, 3], embedding='patch_mean',
+               semantic_head=dict(type='SemanticPathHead', num_neg_path=4),
+               backbone=dict(type='ResNet', depth=18, base_channels=8), **_method_cfg('SimCLR'))
+    with pytest.raises(ValueError, match='embedding="patch_mean" needs a ViT'):
+        MODELS.build(cfg)
