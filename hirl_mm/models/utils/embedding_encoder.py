@@ -19,6 +19,7 @@ mmpretrain's ViT outputs, or the first of its tokens), and ``'patch_mean'`` the 
 final-norm patch tokens, read off the final norm's calls (the HIRL reference's
 ``vit_cls`` / ``vit_mean``).
 """
+import inspect
 from typing import Any, List, Optional, Sequence, Tuple
 
 from torch import Tensor, nn
@@ -171,12 +172,21 @@ class EmbeddingEncoder:
         """
         if self.token_norm is not None:
             with record_calls_of([self.token_norm]) as (calls, ):
-                self.backbone(inputs)
+                self._call_backbone(inputs)
             return self._patch_mean(calls[-1][1])
-        output = self.backbone(inputs)
+        output = self._call_backbone(inputs)
         if self.neck is not None:
             output = self._call_neck(output, inputs.shape[0])
         return backbone_embedding(output)
+
+    def _call_backbone(self, inputs: Tensor) -> Any:
+        """``backbone(inputs)``, unmasked: masked-image-modelling backbones whose
+        ``forward(x, mask)`` requires the mask (mmpretrain's BEiT) get ``mask=None``."""
+        params = inspect.signature(self.backbone.forward).parameters
+        mask = params.get('mask')
+        if mask is not None and mask.default is inspect.Parameter.empty:
+            return self.backbone(inputs, mask=None)
+        return self.backbone(inputs)
 
     def _call_neck(self, backbone_output: Any, rows: int) -> Any:
         """Call the neck in its layout; when unknown, find the one that works (once)."""
