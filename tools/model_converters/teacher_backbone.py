@@ -1,5 +1,8 @@
 """Write the teacher backbone of a DINO / iBOT checkpoint as a ``backbone.`` checkpoint.
 
+(``--source momentum`` writes any averaged encoder's backbone instead, e.g. MoCo v3's
+momentum encoder; ``--source student`` the student's.)
+
 Usage::
 
     python tools/model_converters/teacher_backbone.py \\
@@ -21,15 +24,17 @@ import torch
 import hirl_mm  # noqa: F401  (allow-lists mmengine's checkpoint types)
 from hirl_mm.evaluation.checkpoint_reading import (checkpoint_meta, checkpoint_state,
                                                    load_checkpoint_file)
-from hirl_mm.utils.teacher_backbone import teacher_backbone_state
+from hirl_mm.utils.teacher_backbone import SOURCES, teacher_backbone_state
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('checkpoint', help='DINO / iBOT checkpoint written by hirl_mm')
     parser.add_argument('output', help='file to write (.pth)')
-    parser.add_argument('--source', choices=['teacher', 'student'], default='teacher',
-                        help='which backbone to write (default: teacher, as the papers)')
+    parser.add_argument('--source', choices=SOURCES, default='teacher',
+                        help='which backbone to write: teacher (DINO / iBOT, as the papers; '
+                        'default), momentum (any averaged encoder: also MoCo v3\'s momentum '
+                        'encoder, BYOL\'s target network) or student')
     return parser.parse_args(argv)
 
 
