@@ -19,6 +19,7 @@ from mmengine.model import BaseModel
 from torch import Tensor, nn
 
 from hirl_mm.models.utils.embedding import backbone_embedding
+from hirl_mm.models.utils.embedding_encoder import call_unmasked
 from hirl_mm.registry import MODELS
 from hirl_mm.utils.pretrained import (BACKBONE_PREFIX, PretrainedLoadingError,
                                       verify_pretrained_loading, verify_pretrained_state)
@@ -48,7 +49,7 @@ class BackboneFeatureModel(BaseModel):
         Returns:
             Tensor: ``[B, D]`` pooled backbone output.
         """
-        return backbone_embedding(self.backbone(inputs))
+        return backbone_embedding(call_unmasked(self.backbone, inputs))
 
     def forward(self, inputs: Tensor, data_samples: Optional[list] = None,
                 mode: str = 'tensor') -> Tensor:

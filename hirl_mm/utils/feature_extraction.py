@@ -63,7 +63,10 @@ def extract_embeddings(model: nn.Module, dataloader: torch.utils.data.DataLoader
     try:
         for batch in dataloader:
             data = model.data_preprocessor(batch, False)
-            embedding = embed(data['inputs']).float()
+            inputs = data['inputs']
+            if isinstance(inputs, (list, tuple)):  # two-image preprocessors (BEiT):
+                inputs = inputs[0]                 # [image, tokenizer image]
+            embedding = embed(inputs).float()
             if normalize:
                 embedding = nn.functional.normalize(embedding, dim=1)
             features.append(embedding)

@@ -99,6 +99,23 @@ def locate_in_neck_input(neck_input: Any,
     return None if found is None else ('list', found, offset)
 
 
+def call_unmasked(backbone: nn.Module, inputs: Tensor) -> Any:
+    """``backbone(inputs)``, unmasked: masked-image-modelling backbones whose
+    ``forward(x, mask)`` requires the mask (mmpretrain's BEiT) get ``mask=None``.
+
+    Args:
+        backbone (nn.Module): Any backbone.
+        inputs (Tensor): ``[B, C, H, W]`` images.
+
+    Returns:
+        Any: The backbone's output.
+    """
+    mask = inspect.signature(backbone.forward).parameters.get('mask')
+    if mask is not None and mask.default is inspect.Parameter.empty:
+        return backbone(inputs, mask=None)
+    return backbone(inputs)
+
+
 def final_token_norm(backbone: nn.Module) -> nn.Module:
     """The module that outputs a ViT's final-norm tokens (``[B, L, C]``).
 
@@ -180,13 +197,7 @@ class EmbeddingEncoder:
         return backbone_embedding(output)
 
     def _call_backbone(self, inputs: Tensor) -> Any:
-        """``backbone(inputs)``, unmasked: masked-image-modelling backbones whose
-        ``forward(x, mask)`` requires the mask (mmpretrain's BEiT) get ``mask=None``."""
-        params = inspect.signature(self.backbone.forward).parameters
-        mask = params.get('mask')
-        if mask is not None and mask.default is inspect.Parameter.empty:
-            return self.backbone(inputs, mask=None)
-        return self.backbone(inputs)
+        return call_unmasked(self.backbone, inputs)
 
     def _call_neck(self, backbone_output: Any, rows: int) -> Any:
         """Call the neck in its layout; when unknown, find the one that works (once)."""
