@@ -5,6 +5,7 @@
 # Baseline: configs/baselines/mocov3_vit-b16.py (mmpretrain's config at the reference's 400
 # epochs; its header lists where it differs from the reference), inherited unchanged.
 _base_ = ['../baselines/mocov3_vit-b16.py', '_base_/hirl_vit-b16.py']
+custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
 
 model = dict(
     type='HIRL',

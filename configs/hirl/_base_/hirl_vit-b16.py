@@ -2,7 +2,8 @@
 # hirl-team/HIRL configs/pretrain/hirl/hirl_{mocov3,dino,ibot}_vit_base_400eps.yaml).
 # Not a full config: method configs list it as a second base and use the two names below,
 # overriding what their reference run changes (MoCo v3: 5-layer heads; iBOT: K_2 = 1000).
-custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
+# No custom_imports here: DINO / iBOT's baselines already set it, and mmengine refuses a key
+# that two bases define; a config whose other base lacks it sets it itself (MoCo v3's).
 
 # Arguments HIRL adds to the wrapped algorithm's model dict.
 hirl_model = dict(
