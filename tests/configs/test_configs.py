@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
@@ -11,12 +12,27 @@ from hirl_mm.registry import HOOKS, MODELS
 CONFIGS = Path(__file__).parents[2] / 'configs'
 HIRL_CONFIGS = sorted(p for p in (CONFIGS / 'hirl').glob('*.py'))
 EXPECTED = {'simclr_r50': 'SimCLR', 'mocov2_r50': 'MoCo', 'simsiam_r50': 'SimSiam',
-            'swav_r50': 'SwAV', 'byol_r50': 'BYOL', 'barlowtwins_r50': 'BarlowTwins'}
+            'swav_r50': 'SwAV', 'byol_r50': 'BYOL', 'barlowtwins_r50': 'BarlowTwins',
+            'mocov3_vit-b16': 'MoCoV3', 'dino_vit-b16': 'DINO', 'ibot_vit-b16': 'iBOT',
+            'beit_vit-b16': 'BEiT'}
 # The embedding each config trains and clusters, and its width: the projector (neck)
 # output as in the reference (HIRL_SPEC.md); Barlow Twins' 8192-d projector is too wide.
 EMBEDDING = {'simclr_r50': ('neck', 128), 'mocov2_r50': ('neck', 128),
              'simsiam_r50': ('neck', 2048), 'swav_r50': ('neck', 128),
-             'byol_r50': ('neck', 256), 'barlowtwins_r50': ('backbone', 2048)}
+             'byol_r50': ('neck', 256), 'barlowtwins_r50': ('backbone', 2048),
+             'mocov3_vit-b16': ('neck', 256), 'dino_vit-b16': ('neck', 256),
+             'ibot_vit-b16': ('neck', 256), 'beit_vit-b16': ('backbone', 768)}
+# HIRL's reference settings (HIRL_SPEC.md): the CNN ones, and each ViT-B/16 run's.
+CNN_SETTINGS = dict(num_clusters=[30000, 10000, 1000], num_neg_path=1000, num_mlp_layer=2,
+                    warmup_epochs=20)
+SETTINGS = {'mocov3_vit-b16': dict(num_clusters=[30000, 10000, 5000], num_neg_path=100,
+                                   num_mlp_layer=5, warmup_epochs=40),
+            'dino_vit-b16': dict(num_clusters=[30000, 10000, 5000], num_neg_path=100,
+                                 num_mlp_layer=2, warmup_epochs=40),
+            'ibot_vit-b16': dict(num_clusters=[30000, 10000, 1000], num_neg_path=100,
+                                 num_mlp_layer=2, warmup_epochs=40),
+            'beit_vit-b16': dict(num_clusters=[30000, 10000, 1000], num_neg_path=100,
+                                 num_mlp_layer=2, warmup_epochs=40)}
 
 
 def test_every_method_has_a_hirl_config_and_a_baseline():
@@ -28,25 +44,33 @@ def test_every_method_has_a_hirl_config_and_a_baseline():
 @pytest.mark.parametrize('path', HIRL_CONFIGS, ids=lambda p: p.stem)
 def test_hirl_config_builds(path):
     cfg = Config.fromfile(str(path))
+    settings = SETTINGS.get(path.stem, CNN_SETTINGS)
     assert cfg.model.type == 'HIRL' and cfg.model.algorithm == EXPECTED[path.stem]
-    assert cfg.model.num_clusters == [30000, 10000, 1000]
-    assert cfg.model.semantic_head.num_neg_path == 1000
-    assert cfg.model.semantic_head.num_mlp_layer == 2
+    assert cfg.model.num_clusters == settings['num_clusters']
+    assert cfg.model.semantic_head.num_neg_path == settings['num_neg_path']
+    assert cfg.model.semantic_head.num_mlp_layer == settings['num_mlp_layer']
     assert cfg.model.iter_wise_assignment == (path.stem == 'swav_r50')
     hook_types = [h['type'] for h in cfg.custom_hooks]
     assert hook_types[-1] == 'HierarchicalClusteringHook'
     if path.stem in ('swav_r50', 'simsiam_r50'):  # the method's own hook is kept
         assert len(hook_types) == 2
+    if path.stem in ('dino_vit-b16', 'ibot_vit-b16'):  # DINO's schedule hooks are kept
+        assert len(hook_types) > 1
     init_default_scope(cfg.default_scope)
-    model = MODELS.build(cfg.model)
+    # ViT-B/16 configs build on the meta device: shapes only, no memory for the weights.
+    device = 'meta' if '_vit' in path.stem else 'cpu'
+    with torch.device(device):
+        model = MODELS.build(cfg.model)
     assert isinstance(model, HIRLMixin)
     assert type(model).__name__ == f'HIRL{EXPECTED[path.stem]}'
-    assert model.prototypes.num_clusters == [30000, 10000, 1000]
+    assert model.prototypes.num_clusters == settings['num_clusters']
     embedding, width = EMBEDDING[path.stem]
-    assert cfg.model.embedding == embedding and model.prototypes.embedding == embedding
+    assert cfg.model.embedding == embedding and model.embedding == embedding
+    if device == 'cpu':  # the buffer recording the space has no data on the meta device
+        assert model.prototypes.embedding == embedding
     assert model.semantic_head.in_channels == model.prototypes.dim == width
     hook = HOOKS.build(cfg.custom_hooks[-1])
-    assert hook.warmup_epochs == 20
+    assert hook.warmup_epochs == settings['warmup_epochs']
 
 
 @pytest.mark.parametrize('name', sorted(EXPECTED))

@@ -61,13 +61,16 @@ VARIANTS = {
     'hirl-mocov2': 'configs/study/hirl-mocov2_tiny-resnet18_fashion-mnist.py',
     'dino-vit': 'configs/baselines/dino_tiny-vit_fashion-mnist.py',
     'hirl-dino-vit': 'configs/study/hirl-dino_tiny-vit_fashion-mnist.py',
+    'mocov3-vit': 'configs/study/mocov3_tiny-vit_fashion-mnist.py',
+    'hirl-mocov3-vit': 'configs/study/hirl-mocov3_tiny-vit_fashion-mnist.py',
     # The same ViT, not trained: evaluated as initialised with the run's seed.
     'vit-random': 'configs/baselines/dino_tiny-vit_fashion-mnist.py',
 }
 UNTRAINED = {'vit-random'}
 # The baseline each HIRL variant is paired with (same data, seeds and SSL settings).
 BASELINES = {'hirl-simclr': 'simclr', 'hirl-simclr-backbone': 'simclr',
-             'hirl-mocov2': 'mocov2', 'dino-vit': 'vit-random', 'hirl-dino-vit': 'dino-vit'}
+             'hirl-mocov2': 'mocov2', 'dino-vit': 'vit-random', 'hirl-dino-vit': 'dino-vit',
+             'hirl-mocov3-vit': 'mocov3-vit'}
 METRICS = ['knn20', 'knn200', 'linear', 'kmeans_nmi_fine_k10', 'kmeans_nmi_coarse_k5',
            'proto_nmi_fine_l1', 'proto_nmi_coarse_l2']
 
