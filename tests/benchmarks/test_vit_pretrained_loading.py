@@ -441,3 +441,31 @@ def test_finetune_layer_decay_lowers_the_lr_of_earlier_layers():
     for lr, start in zip(trace[-1], initial):
         floor = start * FT_MIN_LR / FT_LR
         assert lr == pytest.approx(floor + (start - floor) * cosine, rel=1e-4)
+
+
+# ------------------------------------------------------------------ MoCo v3 (HIRL)
+@pytest.mark.parametrize('target', ['linear', 'mmdet'])
+def test_hirl_mocov3_momentum_encoder_loads_into_the_vit_configs(target, tmp_path):
+    """HIRL-MoCo v3's checkpoint: ``--source momentum`` writes the momentum encoder's ViT,
+    which loads exactly (MoCoV3ViT has VisionTransformer's keys); ``backbone.*`` as it is
+    (the online encoder, mmpretrain's convention) loads too."""
+    cfg = Config.fromfile(str(REPO / 'configs/study/hirl-mocov3_tiny-vit_fashion-mnist.py'))
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope('hirl_mm'):
+        model = MODELS.build(cfg.model)
+    model.init_weights()
+    with torch.no_grad():  # the momentum encoder differs from the online one
+        for param in model.momentum_encoder.module[0].parameters():
+            param.add_(0.1)
+    raw = tmp_path / 'epoch_1.pth'
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(epoch=1)), raw)
+    converted = tmp_path / 'momentum_backbone.pth'
+    assert _load_tool(CONVERTER).main([str(raw), str(converted), '--source', 'momentum']) == 0
+    momentum = _backbone_tensors(model.state_dict(), 'momentum_encoder.module.0.')
+    for checkpoint, reference in ((converted, momentum),
+                                  (raw, _backbone_tensors(model.state_dict(), 'backbone.'))):
+        built, modules = _build_target(target, checkpoint)
+        verify_pretrained_loading(built, str(checkpoint), modules)
+        built.init_weights()
+        _assert_backbone_equals(built.backbone, reference,
+                                PRETRAIN_GRID if target == 'linear' else (8, 8))
