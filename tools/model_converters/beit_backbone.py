@@ -1,0 +1,65 @@
+"""Write a BEiT pre-training checkpoint's backbone with the keys of the fine-tuning BEiTViT.
+
+Usage::
+
+    python tools/model_converters/beit_backbone.py \\
+        work_dirs/beit_vit-b16/epoch_400.pth work_dirs/beit_vit-b16/beit_backbone.pth
+
+BEiT (and HIRL-BEiT) pre-train one relative position bias shared by all blocks; BEiT's
+fine-tuning model (mmpretrain's ``BEiTViT`` with ``use_rel_pos_bias=True,
+use_shared_rel_pos_bias=False``, mean pooling) has one per block. The output holds
+``state_dict`` = ``{'backbone.<name>': tensor}`` with the shared table (and its index) copied
+into every block, without the pre-training-only ``mask_token`` and final norm ``ln1``, and
+with the pooled features' LayerNorm ``ln2`` at its initial values (BEiT's fresh
+``fc_norm``); see ``hirl_mm/utils/beit_backbone.py``. ``meta`` records the source
+checkpoint, epoch, iteration, the pre-training config and which keys were written fresh.
+It loads key for key into the backbone of
+``configs/benchmarks/classification/imagenet/beit-base-p16_ft-8xb128-coslr-100e_in1k.py``
+(the evaluation tools check this and stop otherwise).
+"""
+import argparse
+import os.path as osp
+import sys
+from typing import List, Optional
+
+import torch
+
+# (importing hirl_mm allow-lists mmengine's checkpoint types for torch.load)
+from hirl_mm.evaluation.checkpoint_reading import (checkpoint_meta, checkpoint_state,
+                                                   load_checkpoint_file)
+from hirl_mm.utils.beit_backbone import FRESH_KEYS, beit_finetune_state
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('checkpoint', help='BEiT / HIRL-BEiT checkpoint written by hirl_mm')
+    parser.add_argument('output', help='file to write (.pth)')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    if not osp.isfile(args.checkpoint):
+        print(f'error: {args.checkpoint} does not exist.', file=sys.stderr)
+        return 2
+    loaded = load_checkpoint_file(args.checkpoint)
+    try:
+        state = beit_finetune_state(checkpoint_state(loaded))
+    except (KeyError, ValueError) as error:
+        print(f'error: {error.args[0]}', file=sys.stderr)
+        return 2
+    meta = checkpoint_meta(loaded)
+    out_meta = dict(source_checkpoint=osp.abspath(args.checkpoint),
+                    backbone='BEiTViT(use_rel_pos_bias=True, use_shared_rel_pos_bias=False, '
+                    "out_type='avg_featmap')",
+                    fresh_keys=[f'backbone.{key}' for key in FRESH_KEYS],
+                    epoch=meta.get('epoch'), iter=meta.get('iter'), cfg=meta.get('cfg'))
+    torch.save(dict(state_dict=state, meta=out_meta), args.output)
+    print(f'wrote the BEiT backbone of {args.checkpoint} in the fine-tuning layout '
+          f'({len(state)} tensors; per-block relative position bias, '
+          f'{" / ".join(FRESH_KEYS)} at LayerNorm\'s initial values) to {args.output}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
