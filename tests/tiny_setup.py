@@ -165,3 +165,31 @@ def shrunk_config(config: str, work_dir: Path, num_per_class: int = 5, batch_siz
         cfg.model.semantic_head.num_neg_path = 8
     cfg.log_level = 'WARNING'
     return cfg
+
+
+FASHION_MNIST_ROOT = '/usr/share/datasets/fashion-mnist'
+
+
+def needs_fashion_mnist():
+    """A pytest skip marker for tests that read Debian's dataset-fashion-mnist."""
+    import os.path as osp
+
+    import pytest
+    return pytest.mark.skipif(
+        not osp.isfile(osp.join(FASHION_MNIST_ROOT, 'train-images-idx3-ubyte.gz')),
+        reason='Debian package dataset-fashion-mnist is not installed')
+
+
+def logged_scalars(work_dir: Path, key: str) -> list:
+    """Values of ``key`` from the runner's JSON scalar logs under ``work_dir``, in order
+    (runs resumed in the same work dir included, oldest first)."""
+    import json
+    logs = sorted(Path(work_dir).glob('*/vis_data/scalars.json'))
+    assert logs, f'no scalar log under {work_dir}'
+    values = []
+    for log in logs:
+        for line in log.read_text().splitlines():
+            record = json.loads(line)
+            if key in record:
+                values.append(record[key])
+    return values

@@ -9,7 +9,6 @@ checkpoint loads exactly into a ViT evaluation model.
 import importlib.util
 import json
 import math
-import os.path as osp
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +19,10 @@ from mmengine.runner import Runner
 
 from hirl_mm.evaluation.feature_model import build_feature_model, load_backbone_weights
 from hirl_mm.utils.teacher_backbone import teacher_backbone_state
-from tiny_setup import shrunk_config
+from tiny_setup import logged_scalars, needs_fashion_mnist, shrunk_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures('single_thread'),
-              pytest.mark.skipif(
-                  not osp.isfile('/usr/share/datasets/fashion-mnist/'
-                                 'train-images-idx3-ubyte.gz'),
-                  reason='Debian package dataset-fashion-mnist is not installed')]
+              needs_fashion_mnist()]
 
 CONFIGS = {name: f'configs/baselines/{name}_tiny-vit_fashion-mnist.py'
            for name in ('dino', 'ibot')}
@@ -47,14 +43,6 @@ def _cfg(name: str, work_dir: Path, max_epochs: int, **options) -> Config:
     return cfg
 
 
-def _logged(work_dir: Path, key: str) -> list:
-    values = []
-    for log in sorted(work_dir.glob('*/vis_data/scalars.json')):
-        for line in log.read_text().splitlines():
-            record = json.loads(line)
-            if key in record:
-                values.append(record[key])
-    return values
 
 
 @pytest.mark.parametrize('name', ['dino', 'ibot'])
@@ -76,11 +64,11 @@ def test_short_pretraining_learns_and_its_teacher_transfers(name, tmp_path):
             hook.freeze_epochs = 0
     runner = Runner.from_cfg(cfg)
     runner.train()
-    losses = np.array(_logged(tmp_path, 'loss'))
+    losses = np.array(logged_scalars(tmp_path, 'loss'))
     assert len(losses) == 4 * 5 and np.all(np.isfinite(losses))
     assert losses[-5:].mean() < losses[:5].mean() - 0.05, losses
     if name == 'ibot':
-        assert np.all(np.isfinite(_logged(tmp_path, 'loss_patch')))
+        assert np.all(np.isfinite(logged_scalars(tmp_path, 'loss_patch')))
 
     # The teacher's backbone of the checkpoint loads exactly into a ViT evaluation model.
     state = torch.load(tmp_path / 'epoch_4.pth', map_location='cpu')['state_dict']
@@ -138,7 +126,7 @@ def test_schedules_follow_the_recipe_and_survive_a_resume(tmp_path):
     assert b['weight_decay'] == pytest.approx(expected, abs=1e-6)
     assert a['no_decay'] == b['no_decay'] == 0
     # The temperature the loss saw in each epoch, and the frozen first epoch.
-    temps = _logged(tmp_path / 'straight', 'teacher_temp')
+    temps = logged_scalars(tmp_path / 'straight', 'teacher_temp')
     assert sorted(set(round(t, 6) for t in temps)) == [0.04, 0.055, 0.07]
     init_state = torch.load(tmp_path / 'straight' / 'epoch_1.pth',
                             map_location='cpu')['state_dict']['neck.last_layer.weight_v']
@@ -157,9 +145,9 @@ def test_hirl_short_pretraining_clusters_the_teacher_bottleneck(name, tmp_path):
     protos = runner.model.prototypes
     assert protos.ready and int(protos.num_updates) == 1 and protos.num_samples == 80
     assert protos.centroids[0].shape == (12, 64)
-    semantic = np.array(_logged(tmp_path, 'loss_semantic'))
+    semantic = np.array(logged_scalars(tmp_path, 'loss_semantic'))
     assert np.all(semantic[:5] == 0) and np.all(semantic[5:] > 0)
-    assert np.all(np.isfinite(_logged(tmp_path, 'loss')))
+    assert np.all(np.isfinite(logged_scalars(tmp_path, 'loss')))
 
     # hirl_report reads the checkpoint: the teacher's backbone, the stored levels.
     report_cfg = Config.fromfile(f'configs/study/hirl-{name}_tiny-vit_fashion-mnist.py')

@@ -6,25 +6,19 @@ reference code's projector option).
 The shipped study configs (configs/study/{,hirl-}beit_tiny-vit_fashion-mnist.py) shrunk:
 8 images per class (80), batch 16 (5 iterations per epoch), 2 epochs.
 """
-import json
 import math
-import os.path as osp
 from pathlib import Path
 
 import pytest
 import torch
 from mmengine.runner import Runner
 
-# Imported by module path: registers them until hirl_mm's necks / heads __init__ list them.
-from hirl_mm.models.heads.beit_projected_head import BEiTV1ProjectedHead
-from hirl_mm.models.necks.beit_token_projector import BEiTTokenProjector
-from tiny_setup import shrunk_config
+from hirl_mm.models.heads import BEiTV1ProjectedHead
+from hirl_mm.models.necks import BEiTTokenProjector
+from tiny_setup import logged_scalars, needs_fashion_mnist, shrunk_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures('single_thread'),
-              pytest.mark.skipif(
-                  not osp.isfile('/usr/share/datasets/fashion-mnist/'
-                                 'train-images-idx3-ubyte.gz'),
-                  reason='Debian package dataset-fashion-mnist is not installed')]
+              needs_fashion_mnist()]
 
 CONFIGS = {'plain': 'configs/study/beit_tiny-vit_fashion-mnist.py',
            'hirl': 'configs/study/hirl-beit_tiny-vit_fashion-mnist.py'}
@@ -42,24 +36,16 @@ def _train(name: str, work_dir: Path, projector: bool = False) -> Runner:
     return runner
 
 
-def _logged(work_dir: Path, key: str) -> list:
-    values = []
-    for log in sorted(work_dir.glob('*/vis_data/scalars.json')):
-        for line in log.read_text().splitlines():
-            record = json.loads(line)
-            if key in record:
-                values.append(record[key])
-    return values
 
 
 def test_plain_beit_trains(tmp_path):
     runner = _train('plain', tmp_path)
     assert type(runner.model).__name__ == 'BEiT' and not runner.model.with_neck
-    losses = _logged(tmp_path, 'loss')
+    losses = logged_scalars(tmp_path, 'loss')
     assert len(losses) == EPOCHS * ITERS_PER_EPOCH
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < losses[0]  # the masked tokens' codes are learnt (smoothed log)
-    assert not _logged(tmp_path, 'loss_semantic')
+    assert not logged_scalars(tmp_path, 'loss_semantic')
     state = torch.load(tmp_path / f'epoch_{EPOCHS}.pth', map_location='cpu')['state_dict']
     assert any(k.startswith('backbone.') for k in state)
     assert any(k.startswith('target_generator.') for k in state)
@@ -76,10 +62,10 @@ def test_hirl_beit_trains_with_a_clustering_round(projector, tmp_path):
     assert protos.ready and int(protos.num_updates) == 1 and protos.num_samples == 80
     assert protos.embedding == ('neck' if projector else 'backbone')
     assert protos.centroids[0].shape == (12, 64)
-    losses = _logged(tmp_path, 'loss')
+    losses = logged_scalars(tmp_path, 'loss')
     assert len(losses) == EPOCHS * ITERS_PER_EPOCH
     assert all(math.isfinite(v) for v in losses)
-    semantic = _logged(tmp_path, 'loss_semantic')
+    semantic = logged_scalars(tmp_path, 'loss_semantic')
     assert len(semantic) == EPOCHS * ITERS_PER_EPOCH
     assert all(v == 0 for v in semantic[:ITERS_PER_EPOCH])  # warm-up epoch
     assert all(v > 0 and math.isfinite(v) for v in semantic[ITERS_PER_EPOCH:])

@@ -1,13 +1,11 @@
 """Real short HIRL pre-trainings through mmengine's Runner, with clustering rounds."""
-import json
-from pathlib import Path
 
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from tiny_setup import hirl_config
+from tiny_setup import hirl_config, logged_scalars
 
 pytestmark = pytest.mark.slow
 
@@ -18,16 +16,6 @@ def _train(cfg: dict) -> Runner:
     return runner
 
 
-def _logged(work_dir: Path, key: str) -> list:
-    """Values of ``key`` from the runner's JSON scalar log, in order."""
-    logs = list(work_dir.glob('*/vis_data/scalars.json'))
-    assert logs, f'no scalar log under {work_dir}'
-    values = []
-    for line in logs[0].read_text().splitlines():
-        record = json.loads(line)
-        if key in record:
-            values.append(record[key])
-    return values
 
 
 @pytest.mark.parametrize('algorithm,iter_wise', [('SimCLR', False), ('MoCo', False),
@@ -46,13 +34,13 @@ def test_short_pretraining_with_clustering(algorithm, iter_wise, image_folder, t
     for centroids in protos.centroids:
         torch.testing.assert_close(centroids.norm(dim=1), torch.ones(len(centroids)))
 
-    semantic = _logged(tmp_path, 'loss_semantic')
+    semantic = logged_scalars(tmp_path, 'loss_semantic')
     iters_per_epoch = 5
     assert all(v == 0 for v in semantic[:iters_per_epoch])  # warm-up: SSL loss only
     assert all(v > 0 for v in semantic[iters_per_epoch:])
-    assert _logged(tmp_path, 'hirl/level0_max_size')  # per-round cluster statistics
+    assert logged_scalars(tmp_path, 'hirl/level0_max_size')  # per-round cluster statistics
     if iter_wise:
-        ratios = _logged(tmp_path, 'assign_changed_ratio')
+        ratios = logged_scalars(tmp_path, 'assign_changed_ratio')
         assert ratios and all(0 <= r <= 1 for r in ratios)
 
     ckpt = torch.load(tmp_path / 'epoch_3.pth', map_location='cpu')  # weights_only default
@@ -77,5 +65,5 @@ def test_resume_keeps_prototypes_and_training_goes_on(image_folder, tmp_path):
     assert resumed.epoch == 3 and resumed.iter == 15
     for key, value in resumed.model.prototypes.state_dict().items():
         assert torch.equal(value, saved[key]), key
-    semantic = _logged(tmp_path, 'loss_semantic')
+    semantic = logged_scalars(tmp_path, 'loss_semantic')
     assert semantic[-1] > 0  # the resumed epoch trained with the restored prototypes

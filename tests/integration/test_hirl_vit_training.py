@@ -4,22 +4,17 @@ plain, and under HIRL with clustering rounds after a one-epoch warm-up.
 The shipped study configs (configs/study/{,hirl-}mocov3_tiny-vit_fashion-mnist.py) shrunk:
 8 images per class (80), batch 16 (5 iterations per epoch), 3 epochs.
 """
-import json
 import math
-import os.path as osp
 from pathlib import Path
 
 import pytest
 import torch
 from mmengine.runner import Runner
 
-from tiny_setup import shrunk_config
+from tiny_setup import logged_scalars, needs_fashion_mnist, shrunk_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures('single_thread'),
-              pytest.mark.skipif(
-                  not osp.isfile('/usr/share/datasets/fashion-mnist/'
-                                 'train-images-idx3-ubyte.gz'),
-                  reason='Debian package dataset-fashion-mnist is not installed')]
+              needs_fashion_mnist()]
 
 CONFIGS = {'plain': 'configs/study/mocov3_tiny-vit_fashion-mnist.py',
            'hirl': 'configs/study/hirl-mocov3_tiny-vit_fashion-mnist.py'}
@@ -35,23 +30,15 @@ def _train(name: str, work_dir: Path) -> Runner:
     return runner
 
 
-def _logged(work_dir: Path, key: str) -> list:
-    values = []
-    for log in sorted(work_dir.glob('*/vis_data/scalars.json')):
-        for line in log.read_text().splitlines():
-            record = json.loads(line)
-            if key in record:
-                values.append(record[key])
-    return values
 
 
 def test_plain_mocov3_trains(tmp_path):
     runner = _train('plain', tmp_path)
     assert type(runner.model).__name__ == 'MoCoV3'
-    losses = _logged(tmp_path, 'loss')
+    losses = logged_scalars(tmp_path, 'loss')
     assert len(losses) == EPOCHS * ITERS_PER_EPOCH
     assert all(math.isfinite(v) for v in losses)
-    assert not _logged(tmp_path, 'loss_semantic')
+    assert not logged_scalars(tmp_path, 'loss_semantic')
     state = torch.load(tmp_path / f'epoch_{EPOCHS}.pth', map_location='cpu')['state_dict']
     assert any(k.startswith('backbone.') for k in state)
     assert any(k.startswith('momentum_encoder.module.0.') for k in state)
@@ -62,8 +49,8 @@ def test_hirl_mocov3_trains_with_clustering_rounds(tmp_path):
     model = runner.model
     assert type(model).__name__ == 'HIRLMoCoV3'
 
-    losses = _logged(tmp_path, 'loss')
-    semantic = _logged(tmp_path, 'loss_semantic')
+    losses = logged_scalars(tmp_path, 'loss')
+    semantic = logged_scalars(tmp_path, 'loss_semantic')
     assert len(losses) == len(semantic) == EPOCHS * ITERS_PER_EPOCH
     assert all(math.isfinite(v) for v in losses + semantic)
     assert all(v == 0 for v in semantic[:ITERS_PER_EPOCH])  # warm-up: MoCo v3 only
@@ -82,7 +69,7 @@ def test_hirl_mocov3_trains_with_clustering_rounds(tmp_path):
         assert int(assign.min()) >= 0 and int(assign.max()) < k
         if level:
             assert torch.equal(assign, protos.parents[level - 1][protos.im2cluster[level - 1]])
-    assert _logged(tmp_path, 'hirl/level0_max_size')  # per-round cluster statistics
+    assert logged_scalars(tmp_path, 'hirl/level0_max_size')  # per-round cluster statistics
 
     state = torch.load(tmp_path / f'epoch_{EPOCHS}.pth', map_location='cpu')['state_dict']
     assert torch.equal(state['prototypes.im2cluster_0'], protos.im2cluster[0])

@@ -17,9 +17,8 @@ from mmpretrain.models.heads import BEiTV1Head
 from mmpretrain.structures import DataSample
 
 from hirl_mm.models.algorithms import HIRLMixin
-# Imported by module path: registers them until hirl_mm's necks / heads __init__ list them.
-from hirl_mm.models.heads.beit_projected_head import BEiTV1ProjectedHead
-from hirl_mm.models.necks.beit_token_projector import BEiTTokenProjector
+from hirl_mm.models.heads import BEiTV1ProjectedHead
+from hirl_mm.models.necks import BEiTTokenProjector
 from hirl_mm.models.utils.embedding_encoder import infer_output_width
 from hirl_mm.registry import HOOKS, MODELS
 from hirl_mm.utils.feature_extraction import extract_embeddings
