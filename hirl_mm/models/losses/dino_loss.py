@@ -8,7 +8,7 @@ and sharpened (a low temperature), and the student is trained to predict them, b
 cross-entropy, from every *other* crop, global or local. Centering keeps one dimension from
 dominating, sharpening keeps the output from going uniform; together they avoid collapse.
 """
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +18,48 @@ from torch import Tensor
 
 from hirl_mm.registry import MODELS
 
-__all__ = ['DINOLoss']
+__all__ = ['DINOLoss', 'cross_crop_loss', 'ema_update_center']
+
+
+def cross_crop_loss(teacher_probs: Sequence[Tensor], student_log_probs: Sequence[Tensor]
+                    ) -> Tensor:
+    """Mean cross-entropy over every (teacher crop q, student crop v) pair with v != q.
+
+    Predicting a crop from itself teaches nothing, so those pairs are skipped; each pair's
+    cross-entropy is averaged over the batch (DINO's loss and iBOT's [CLS] term).
+
+    Args:
+        teacher_probs (Sequence[Tensor]): ``(B, K)`` teacher probabilities per global crop.
+        student_log_probs (Sequence[Tensor]): ``(B, K)`` student log-probabilities per
+            crop, the global crops first (in the teacher's order).
+
+    Returns:
+        Tensor: The scalar mean over the pairs.
+    """
+    total = student_log_probs[0].new_zeros(())
+    num_pairs = 0
+    for q, t_probs in enumerate(teacher_probs):
+        for v, s_log_probs in enumerate(student_log_probs):
+            if v != q:
+                total = total + torch.sum(-t_probs * s_log_probs, dim=-1).mean()
+                num_pairs += 1
+    return total / num_pairs
+
+
+@torch.no_grad()
+def ema_update_center(center: Tensor, rows: Tensor, momentum: float) -> None:
+    """EMA-update ``center`` in place with the mean of ``rows`` over all ranks.
+
+    Args:
+        center (Tensor): ``(1, ..., K)`` buffer; updated in place, so it stays the same
+            tensor (DDP's buffer broadcast and references to it keep working).
+        rows (Tensor): ``(rows, K)`` teacher outputs of this rank.
+        momentum (float): ``center = center * momentum + mean * (1 - momentum)``.
+    """
+    batch_center = rows.detach().to(center.dtype).sum(dim=0, keepdim=True)
+    all_reduce(batch_center, op='sum')  # no-op without distribution
+    batch_center = batch_center / (rows.shape[0] * get_world_size())
+    center.mul_(momentum).add_(batch_center.view_as(center) * (1 - momentum))
 
 
 @MODELS.register_module()
@@ -109,17 +150,7 @@ class DINOLoss(BaseModule):
         with torch.no_grad():
             teacher_probs = F.softmax((teacher_logits - self.center) / self.teacher_temp, dim=-1)
         teacher_crops = teacher_probs.chunk(self.num_global_crops)
-
-        total = student_logits.new_zeros(())
-        num_pairs = 0
-        for q, t_probs in enumerate(teacher_crops):
-            for v, s_log_probs in enumerate(student_crops):
-                if v == q:
-                    # Predicting a crop from itself teaches nothing.
-                    continue
-                total = total + torch.sum(-t_probs * s_log_probs, dim=-1).mean()
-                num_pairs += 1
-        loss = total / num_pairs * self.loss_weight
+        loss = cross_crop_loss(teacher_crops, student_crops) * self.loss_weight
 
         if update_center:
             self.update_center(teacher_logits)
@@ -132,8 +163,4 @@ class DINOLoss(BaseModule):
         Args:
             teacher_logits (Tensor): Teacher head outputs of shape ``(rows, K)``.
         """
-        batch_center = teacher_logits.detach().to(self.center.dtype).sum(dim=0, keepdim=True)
-        all_reduce(batch_center, op='sum')  # no-op without distribution
-        batch_center = batch_center / (teacher_logits.shape[0] * get_world_size())
-        # In place, so the buffer stays the same tensor (DDP buffer broadcast, references).
-        self.center.mul_(self.center_momentum).add_(batch_center * (1 - self.center_momentum))
+        ema_update_center(self.center, teacher_logits, self.center_momentum)

@@ -12,11 +12,11 @@ from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
-from mmengine.dist import all_reduce, get_world_size
 from mmengine.model import BaseModule
 from torch import Tensor
 
 from hirl_mm.registry import MODELS
+from .dino_loss import cross_crop_loss, ema_update_center
 
 __all__ = ['iBOTLoss']
 
@@ -147,23 +147,16 @@ class iBOTLoss(BaseModule):  # noqa: N801  (the paper's spelling)
                                 dim=-1).chunk(ng)
         mask_crops = masks.bool().chunk(ng)
 
-        loss_cls = student_cls.new_zeros(())
+        # Same crop (q == v): MIM on the patches the student did not see.
         loss_patch = student_patch.new_zeros(())
-        num_cls_pairs = 0
         for q in range(ng):
-            for v in range(num_crops):
-                if v == q:
-                    # Same crop: MIM on the patches the student did not see.
-                    per_patch = torch.sum(-t_patch[q] * s_patch[v], dim=-1)  # (B, N)
-                    mask = mask_crops[v].to(per_patch.dtype)
-                    # clamp: an image without masked patches adds 0, not NaN.
-                    per_image = (per_patch * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
-                    loss_patch = loss_patch + per_image.mean()
-                else:
-                    loss_cls = loss_cls + torch.sum(-t_cls[q] * s_cls[v], dim=-1).mean()
-                    num_cls_pairs += 1
+            per_patch = torch.sum(-t_patch[q] * s_patch[q], dim=-1)  # (B, N)
+            mask = mask_crops[q].to(per_patch.dtype)
+            # clamp: an image without masked patches adds 0, not NaN.
+            per_image = (per_patch * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
+            loss_patch = loss_patch + per_image.mean()
         losses = dict(
-            loss_cls=loss_cls / num_cls_pairs * self.lambda_cls,
+            loss_cls=cross_crop_loss(t_cls, s_cls) * self.lambda_cls,
             loss_patch=loss_patch / ng * self.lambda_patch)
 
         if update_center:
@@ -179,16 +172,6 @@ class iBOTLoss(BaseModule):  # noqa: N801  (the paper's spelling)
             teacher_patch (Tensor): Teacher patch logits ``(rows, N, Kp)``; averaged over
                 tokens first, then over images.
         """
-        world_size = get_world_size()
-        cls_center = teacher_cls.detach().to(self.center.dtype).sum(dim=0, keepdim=True)
-        all_reduce(cls_center, op='sum')  # no-op without distribution
-        cls_center = cls_center / (teacher_cls.shape[0] * world_size)
-        # In place, so the buffers stay the same tensors (DDP buffer broadcast, references).
-        self.center.mul_(self.center_momentum).add_(cls_center * (1 - self.center_momentum))
-
-        patch_center = teacher_patch.detach().to(self.patch_center.dtype).mean(dim=1).sum(
-            dim=0, keepdim=True)
-        all_reduce(patch_center, op='sum')
-        patch_center = patch_center / (teacher_patch.shape[0] * world_size)
-        self.patch_center.mul_(self.patch_center_momentum).add_(
-            patch_center.view_as(self.patch_center) * (1 - self.patch_center_momentum))
+        ema_update_center(self.center, teacher_cls, self.center_momentum)
+        ema_update_center(self.patch_center, teacher_patch.mean(dim=1),
+                          self.patch_center_momentum)

@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-import hirl_mm.models.losses.ibot_loss as ibot_module
+# The centres' distributed update lives with DINO's loss, which iBOT's reuses.
+import hirl_mm.models.losses.dino_loss as center_module
 from hirl_mm.models.losses.ibot_loss import iBOTLoss
 from hirl_mm.registry import MODELS
 
@@ -180,8 +181,8 @@ def test_centers_are_averaged_over_ranks(monkeypatch):
         calls.append(op)
         data.add_(torch.full_like(data, 2.0 * NG * B))
 
-    monkeypatch.setattr(ibot_module, 'all_reduce', fake_all_reduce)
-    monkeypatch.setattr(ibot_module, 'get_world_size', lambda: 2)
+    monkeypatch.setattr(center_module, 'all_reduce', fake_all_reduce)
+    monkeypatch.setattr(center_module, 'get_world_size', lambda: 2)
     loss_fn = new_loss(center_momentum=0.5, patch_center_momentum=0.5)
     loss_fn(*inputs)
     assert calls == ['sum', 'sum']
