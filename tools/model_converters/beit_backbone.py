@@ -18,15 +18,11 @@ It loads key for key into the backbone of
 (the evaluation tools check this and stop otherwise).
 """
 import argparse
-import os.path as osp
 import sys
 from typing import List, Optional
 
-import torch
-
 # (importing hirl_mm allow-lists mmengine's checkpoint types for torch.load)
-from hirl_mm.evaluation.checkpoint_reading import (checkpoint_meta, checkpoint_state,
-                                                   load_checkpoint_file)
+from hirl_mm.utils.backbone_conversion import convert_backbone_checkpoint
 from hirl_mm.utils.beit_backbone import FRESH_KEYS, beit_finetune_state
 
 
@@ -39,22 +35,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    if not osp.isfile(args.checkpoint):
-        print(f'error: {args.checkpoint} does not exist.', file=sys.stderr)
+    state = convert_backbone_checkpoint(
+        args.checkpoint, args.output, beit_finetune_state,
+        backbone="BEiTViT(use_rel_pos_bias=True, use_shared_rel_pos_bias=False, "
+        "out_type='avg_featmap')",
+        fresh_keys=[f'backbone.{key}' for key in FRESH_KEYS])
+    if state is None:
         return 2
-    loaded = load_checkpoint_file(args.checkpoint)
-    try:
-        state = beit_finetune_state(checkpoint_state(loaded))
-    except (KeyError, ValueError) as error:
-        print(f'error: {error.args[0]}', file=sys.stderr)
-        return 2
-    meta = checkpoint_meta(loaded)
-    out_meta = dict(source_checkpoint=osp.abspath(args.checkpoint),
-                    backbone='BEiTViT(use_rel_pos_bias=True, use_shared_rel_pos_bias=False, '
-                    "out_type='avg_featmap')",
-                    fresh_keys=[f'backbone.{key}' for key in FRESH_KEYS],
-                    epoch=meta.get('epoch'), iter=meta.get('iter'), cfg=meta.get('cfg'))
-    torch.save(dict(state_dict=state, meta=out_meta), args.output)
     print(f'wrote the BEiT backbone of {args.checkpoint} in the fine-tuning layout '
           f'({len(state)} tensors; per-block relative position bias, '
           f'{" / ".join(FRESH_KEYS)} at LayerNorm\'s initial values) to {args.output}')

@@ -15,15 +15,11 @@ iteration, and the pre-training config). It loads key for key into mmpretrain's
 ``configs/benchmarks/`` (the evaluation tools check this and stop otherwise).
 """
 import argparse
-import os.path as osp
 import sys
 from typing import List, Optional
 
-import torch
-
 import hirl_mm  # noqa: F401  (allow-lists mmengine's checkpoint types)
-from hirl_mm.evaluation.checkpoint_reading import (checkpoint_meta, checkpoint_state,
-                                                   load_checkpoint_file)
+from hirl_mm.utils.backbone_conversion import convert_backbone_checkpoint
 from hirl_mm.utils.teacher_backbone import SOURCES, teacher_backbone_state
 
 
@@ -40,19 +36,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    if not osp.isfile(args.checkpoint):
-        print(f'error: {args.checkpoint} does not exist.', file=sys.stderr)
+    state = convert_backbone_checkpoint(
+        args.checkpoint, args.output,
+        lambda state: teacher_backbone_state(state, args.source), backbone=args.source)
+    if state is None:
         return 2
-    loaded = load_checkpoint_file(args.checkpoint)
-    try:
-        state = teacher_backbone_state(checkpoint_state(loaded), args.source)
-    except KeyError as error:
-        print(f'error: {error.args[0]}', file=sys.stderr)
-        return 2
-    meta = checkpoint_meta(loaded)
-    out_meta = dict(source_checkpoint=osp.abspath(args.checkpoint), backbone=args.source,
-                    epoch=meta.get('epoch'), iter=meta.get('iter'), cfg=meta.get('cfg'))
-    torch.save(dict(state_dict=state, meta=out_meta), args.output)
     print(f'wrote the {args.source} backbone ({len(state)} tensors) of {args.checkpoint} '
           f'to {args.output}')
     return 0
