@@ -10,7 +10,7 @@ from typing import Dict, List, Set, Tuple
 from mmengine.runner.checkpoint import _load_checkpoint
 from torch import nn
 
-from .teacher_backbone import TEACHER_BACKBONE_PREFIX
+from .teacher_backbone import has_teacher_backbone
 
 BACKBONE_PREFIX = 'backbone.'
 
@@ -101,7 +101,7 @@ def refuse_teacher_student_checkpoint(checkpoint: str, state: Dict[str, object],
         PretrainedLoadingError: If the checkpoint holds a teacher backbone next to
             ``prefix``, naming the converter.
     """
-    if prefix == BACKBONE_PREFIX and any(k.startswith(TEACHER_BACKBONE_PREFIX) for k in state):
+    if prefix == BACKBONE_PREFIX and has_teacher_backbone(state):
         raise PretrainedLoadingError(
             f'{checkpoint} is a DINO / iBOT pre-training checkpoint: its backbone.* is the '
             'student, and the papers evaluate and transfer the teacher. Write the '

@@ -7,6 +7,7 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from hirl_mm.registry import MODELS
+from ..utils.reference_mlp import reference_mlp
 from ..utils.semantic_paths import sample_negative_paths
 
 __all__ = ['SemanticPathHead']
@@ -55,26 +56,8 @@ class SemanticPathHead(BaseModule):
         self.num_neg_path = num_neg_path
         self.num_mlp_layer = num_mlp_layer
         self.projectors = nn.ModuleList(
-            self._build_mlp(in_channels, num_mlp_layer) for _ in range(num_levels))
+            reference_mlp(in_channels, num_mlp_layer) for _ in range(num_levels))
         self.loss_module = MODELS.build(loss)
-
-    @staticmethod
-    def _build_mlp(channels: int, num_linear: int) -> nn.Sequential:
-        """One projection MLP ``g_l``.
-
-        Args:
-            channels (int): Input, hidden and output width.
-            num_linear (int): Number of ``Linear`` layers.
-
-        Returns:
-            nn.Sequential: The MLP.
-        """
-        layers: List[nn.Module] = []
-        for _ in range(num_linear - 1):
-            layers += [nn.Linear(channels, channels, bias=False), nn.BatchNorm1d(channels),
-                       nn.ReLU(inplace=True)]
-        layers.append(nn.Linear(channels, channels))
-        return nn.Sequential(*layers)
 
     def forward(self, embedding: Tensor) -> List[Tensor]:
         """Compute the L2-normalised semantic embedding of every level.

@@ -14,11 +14,11 @@ BEiT v1 loss on the projected tokens.
 """
 from typing import List, Optional, Sequence, Tuple, Union
 
-from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
-from torch import Tensor, nn
+from torch import Tensor
 
 from hirl_mm.registry import MODELS
+from ..utils.reference_mlp import reference_mlp
 
 __all__ = ['BEiTTokenProjector']
 
@@ -54,13 +54,7 @@ class BEiTTokenProjector(BaseModule):
                              f'Linear layers), got {in_channels} and {num_layers}.')
         self.in_channels = in_channels
         self.num_layers = num_layers
-        layers: List[nn.Module] = []
-        for _ in range(num_layers - 1):
-            layers += [nn.Linear(in_channels, in_channels, bias=False),
-                       build_norm_layer(norm_cfg, in_channels)[1],
-                       nn.ReLU(inplace=True)]
-        layers.append(nn.Linear(in_channels, in_channels))
-        self.mlp = nn.Sequential(*layers)
+        self.mlp = reference_mlp(in_channels, num_layers, norm_cfg)
 
     def forward(self, inputs: Sequence[Tensor],
                 rel_pos_bias: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:

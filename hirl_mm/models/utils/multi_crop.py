@@ -4,7 +4,7 @@ DINO / iBOT / SwAV feed 2 global crops and several smaller local crops; the refe
 ``MultiCropWrapper`` runs the backbone once per run of consecutive crops of the same
 resolution. The grouping here is the same, so a batch costs 2 forwards (globals, locals).
 """
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -13,7 +13,7 @@ __all__ = ['split_global_local', 'group_by_resolution']
 
 
 def split_global_local(inputs: Sequence[Tensor], num_global_crops: int
-                       ) -> (List[Tensor], List[Tensor]):
+                       ) -> Tuple[List[Tensor], List[Tensor]]:
     """The global and the local crops of a list of views, checked.
 
     Args:
