@@ -7,38 +7,16 @@ before the optimizer step), which stabilises the start of training. With no grad
 optimizer skips the parameter entirely: no update, no weight decay, no optimizer state.
 """
 import functools
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Union
 
 from mmengine.hooks import Hook
-from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmengine.runner import Runner
 from mmpretrain.utils import get_ori_model
 from torch import nn
 from torch.optim import Optimizer
 
-from hirl_mm.engine.hooks.teacher_temp_warmup_hook import require_epoch_based_loop
+from hirl_mm.engine.hooks.training_utils import require_epoch_based_loop, torch_optimizers
 from hirl_mm.registry import HOOKS
-
-
-def torch_optimizers(optim_wrapper: OptimWrapper) -> List[Tuple[str, Optimizer]]:
-    """The torch optimizers under an mmengine optimizer wrapper.
-
-    Args:
-        optim_wrapper (OptimWrapper): ``runner.optim_wrapper``: an ``OptimWrapper`` (or a
-            subclass such as ``AmpOptimWrapper``) or an ``OptimWrapperDict``.
-
-    Returns:
-        list[tuple[str, Optimizer]]: ``(name, optimizer)`` pairs; the name is the key in an
-        ``OptimWrapperDict`` and ``''`` for a single wrapper.
-    """
-    # OptimWrapperDict subclasses OptimWrapper but has no ``optimizer`` of its own.
-    if isinstance(optim_wrapper, OptimWrapperDict):
-        return [(name, wrapper.optimizer) for name, wrapper in optim_wrapper.items()]
-    if isinstance(optim_wrapper, OptimWrapper):
-        return [('', optim_wrapper.optimizer)]
-    raise TypeError(f'Expected runner.optim_wrapper to be an mmengine OptimWrapper or '
-                    f'OptimWrapperDict (built from optim_wrapper=dict(...)), got '
-                    f'{type(optim_wrapper).__name__}.')
 
 
 @HOOKS.register_module()

@@ -11,6 +11,7 @@ from mmpretrain.utils import get_ori_model
 from torch import Tensor, nn
 
 from hirl_mm.clustering import cluster_size_stats, format_cluster_size_stats
+from hirl_mm.engine.hooks.training_utils import require_epoch_based_loop
 from hirl_mm.registry import CLUSTERERS, HOOKS
 from hirl_mm.utils.feature_extraction import build_extraction_loader, extract_embeddings
 
@@ -94,9 +95,7 @@ class HierarchicalClusteringHook(Hook):
         self._clusterer = CLUSTERERS.build(clusterer_cfg)
 
     def before_train(self, runner: Runner) -> None:
-        if not hasattr(runner.train_loop, 'max_epochs'):
-            raise TypeError('HIRL clusters once per epoch: use an epoch-based train loop '
-                            '(train_cfg=dict(type="EpochBasedTrainLoop", max_epochs=...)).')
+        require_epoch_based_loop(runner, type(self).__name__)  # it clusters per epoch
         self._loader = self._build_loader(runner)
 
     def before_train_epoch(self, runner: Runner) -> None:

@@ -15,7 +15,7 @@ from mmengine.runner import Runner
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from hirl_mm.engine.hooks.freeze_last_layer_hook import torch_optimizers
+from hirl_mm.engine.hooks.training_utils import torch_optimizers
 from hirl_mm.registry import HOOKS
 
 

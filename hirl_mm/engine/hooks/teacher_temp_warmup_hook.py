@@ -10,9 +10,10 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 from mmengine.hooks import Hook
-from mmengine.runner import IterBasedTrainLoop, Runner
+from mmengine.runner import Runner
 from mmpretrain.utils import get_ori_model
 
+from hirl_mm.engine.hooks.training_utils import require_epoch_based_loop
 from hirl_mm.registry import HOOKS
 
 
@@ -141,19 +142,3 @@ class TeacherTempWarmupHook(Hook):
         value = self._apply(runner)
         # Not a loss/time key, so the LogProcessor prints the current value, unsmoothed.
         runner.message_hub.update_scalar(self.scalar_name, value)
-
-
-def require_epoch_based_loop(runner: Runner, hook_name: str) -> None:
-    """Raise unless the train loop counts epochs.
-
-    ``IterBasedTrainLoop`` has a ``max_epochs`` (always 1) but keeps ``runner.epoch`` at 0,
-    which would silently freeze an epoch schedule at its first value.
-
-    Args:
-        runner (Runner): The runner about to train.
-        hook_name (str): Named in the error message.
-    """
-    loop = runner.train_loop
-    if isinstance(loop, IterBasedTrainLoop) or not hasattr(loop, 'max_epochs'):
-        raise TypeError(f'{hook_name} follows an epoch schedule: use an epoch-based train '
-                        f'loop (train_cfg=dict(type="EpochBasedTrainLoop", max_epochs=...)).')

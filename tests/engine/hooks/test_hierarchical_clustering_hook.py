@@ -37,6 +37,11 @@ def test_needs_an_epoch_based_loop():
     runner = SimpleNamespace(train_loop=SimpleNamespace(max_iters=10))
     with pytest.raises(TypeError, match='epoch-based train loop'):
         HierarchicalClusteringHook().before_train(runner)
+    # IterBasedTrainLoop has a max_epochs (1) but never advances runner.epoch: refused too.
+    from mmengine.runner import IterBasedTrainLoop
+    loop = IterBasedTrainLoop.__new__(IterBasedTrainLoop)
+    with pytest.raises(TypeError, match='epoch-based train loop'):
+        HierarchicalClusteringHook().before_train(SimpleNamespace(train_loop=loop))
 
 
 def test_extract_pipeline_replaces_the_innermost_pipeline():
