@@ -22,7 +22,8 @@ from hirl_mm.models.utils.embedding import backbone_embedding
 from hirl_mm.models.utils.embedding_encoder import call_unmasked
 from hirl_mm.registry import MODELS
 from hirl_mm.utils.pretrained import (BACKBONE_PREFIX, PretrainedLoadingError,
-                                      verify_pretrained_loading, verify_pretrained_state)
+                                      refuse_teacher_student_checkpoint,
+                                      verify_pretrained_state)
 from .checkpoint_reading import load_checkpoint_state
 
 __all__ = ['BackboneFeatureModel', 'build_feature_model', 'load_backbone_weights']
@@ -103,11 +104,10 @@ def load_backbone_weights(model: BackboneFeatureModel, checkpoint: str,
         PretrainedLoadingError: If a backbone key is missing, a ``backbone.*`` key is used
             by nothing, or a shape differs.
     """
-    if state_dict is None:
-        verify_pretrained_loading(model, checkpoint, ['backbone'])
+    if state_dict is None:  # read once; a raw DINO / iBOT checkpoint is refused
         state_dict = load_checkpoint_state(checkpoint)
-    else:
-        verify_pretrained_state(model, state_dict, ['backbone'], checkpoint)
+        refuse_teacher_student_checkpoint(checkpoint, state_dict)
+    verify_pretrained_state(model, state_dict, ['backbone'], checkpoint)
     backbone_state = {k[len(BACKBONE_PREFIX):]: v for k, v in state_dict.items()
                       if k.startswith(BACKBONE_PREFIX)}
     try:
