@@ -2,16 +2,15 @@
 import os.path as osp
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
-import numpy as np
-import torch
 from mmengine import dist
 from mmengine.logging import print_log
 from torch import Tensor, nn
 
 from hirl_mm.utils.feature_extraction import build_extraction_loader, extract_embeddings
 from .feature_cache import feature_cache_file, read_feature_cache, write_feature_cache
+from .label_hierarchy import dataset_label_levels
 
 __all__ = ['DatasetFeatures', 'extract_dataset_features']
 
@@ -27,6 +26,10 @@ class DatasetFeatures:
         coarse_labels (Tensor, optional): ``[N]`` int64, where the data set has
             ``get_coarse_labels``.
         num_coarse_classes (int, optional): Number of coarse classes.
+        extra_levels (dict, optional): Levels of a label hierarchy above the fine one
+            (name -> ``([N] int64 labels, number of classes)``), where the data set names
+            one (``metainfo['label_hierarchy']``, see
+            :mod:`hirl_mm.evaluation.label_hierarchy`); it replaces ``get_coarse_labels``.
         cache_file (str, optional): Where they were cached or read from.
         from_cache (bool): Whether they were read from the cache.
     """
@@ -36,14 +39,17 @@ class DatasetFeatures:
     num_classes: int
     coarse_labels: Optional[Tensor] = None
     num_coarse_classes: Optional[int] = None
+    extra_levels: Optional[Dict[str, Tuple[Tensor, int]]] = None
     cache_file: Optional[str] = None
     from_cache: bool = False
 
     def label_levels(self) -> Dict[str, Tuple[Tensor, int]]:
-        """``{'fine': (labels, C)}``, plus ``'coarse'`` where the data set has coarse labels."""
+        """``{'fine': (labels, C)}``, plus ``'coarse'`` where the data set has coarse labels,
+        plus every level of its label hierarchy."""
         levels = {'fine': (self.labels, self.num_classes)}
         if self.coarse_labels is not None:
             levels['coarse'] = (self.coarse_labels, self.num_coarse_classes)
+        levels.update(self.extra_levels or {})
         return levels
 
     def to_dict(self) -> dict:
@@ -52,7 +58,9 @@ class DatasetFeatures:
                     num_classes=self.num_classes,
                     coarse_labels=None if self.coarse_labels is None
                     else self.coarse_labels.cpu(),
-                    num_coarse_classes=self.num_coarse_classes)
+                    num_coarse_classes=self.num_coarse_classes,
+                    extra_levels={name: (labels.cpu(), num) for name, (labels, num)
+                                  in (self.extra_levels or {}).items()})
 
     @classmethod
     def from_dict(cls, content: dict, cache_file: Optional[str] = None) -> 'DatasetFeatures':
@@ -61,25 +69,23 @@ class DatasetFeatures:
                    num_classes=int(content['num_classes']),
                    coarse_labels=content.get('coarse_labels'),
                    num_coarse_classes=content.get('num_coarse_classes'),
+                   extra_levels=content.get('extra_levels') or None,
                    cache_file=cache_file, from_cache=True)
 
 
-def _num_classes(names: Optional[Sequence[str]], labels: Tensor) -> int:
-    if names:
-        return len(names)
-    return int(labels.max()) + 1 if labels.numel() else 0
-
-
-def _dataset_labels(dataset) -> Tuple[Tensor, int, Optional[Tensor], Optional[int]]:
-    """Fine labels, class count and (if any) coarse labels and coarse class count."""
-    labels = torch.as_tensor(np.asarray(dataset.get_gt_labels()), dtype=torch.long)
-    metainfo = getattr(dataset, 'metainfo', {}) or {}
-    num_classes = _num_classes(metainfo.get('classes'), labels)
-    coarse, num_coarse = None, None
-    if callable(getattr(dataset, 'get_coarse_labels', None)):
-        coarse = torch.as_tensor(np.asarray(dataset.get_coarse_labels()), dtype=torch.long)
-        num_coarse = _num_classes(metainfo.get('coarse_classes'), coarse)
-    return labels, num_classes, coarse, num_coarse
+def _dataset_labels(dataset) -> Tuple[Tensor, int, Optional[Tensor], Optional[int],
+                                     Optional[Dict[str, Tuple[Tensor, int]]]]:
+    """Fine labels and class count, coarse labels and count (``get_coarse_labels``) or the
+    levels of the data set's label hierarchy (``metainfo['label_hierarchy']``)."""
+    levels = dataset_label_levels(dataset)
+    fine = levels.pop('fine')
+    metainfo = getattr(dataset, 'metainfo', None) or {}
+    if metainfo.get('label_hierarchy') is not None:
+        extra = {name: (level.labels, level.num_classes) for name, level in levels.items()}
+        return fine.labels, fine.num_classes, None, None, extra
+    coarse = levels.get('coarse')
+    return (fine.labels, fine.num_classes, None if coarse is None else coarse.labels,
+            None if coarse is None else coarse.num_classes, None)
 
 
 def extract_dataset_features(model: nn.Module,
@@ -141,7 +147,7 @@ def extract_dataset_features(model: nn.Module,
     # a data-set-sized host copy per process is avoided.
     features = extract_embeddings(model, loader, embed if embed is not None else model.embed,
                                   normalize=True, show_progress=show_progress)
-    labels, num_classes, coarse, num_coarse = _dataset_labels(loader.dataset)
+    labels, num_classes, coarse, num_coarse, extra = _dataset_labels(loader.dataset)
     if labels.shape[0] != features.shape[0]:
         raise RuntimeError(f'{name}: {features.shape[0]} features but {labels.shape[0]} '
                            'labels.')
@@ -149,6 +155,7 @@ def extract_dataset_features(model: nn.Module,
               f'{time.time() - start:.1f} s', logger='current')
     result = DatasetFeatures(features=features, labels=labels, num_classes=num_classes,
                              coarse_labels=coarse, num_coarse_classes=num_coarse,
+                             extra_levels=extra,
                              cache_file=cache_file)
     if cache_file is not None:
         if dist.is_main_process():

@@ -5,8 +5,10 @@ Usage:
 
 The config needs a ``report`` dict (see configs/demo/): ``query_dataset`` (labelled queries
 for KNN), ``eval_pipeline`` (applied to the training set, the KNN memory), ``knn_ks``,
-``batch_size``. If the training set has coarse labels (``get_coarse_labels()``), every level
-is also scored against them.
+``batch_size``. Every learned level is scored against every label level of the training
+set: its fine classes, plus the levels of a label hierarchy (``--label-hierarchy FILE``,
+``report.label_hierarchy``, or the data set's ``metainfo['label_hierarchy']``; see
+hirl_mm/evaluation/label_hierarchy.py), else its coarse labels (``get_coarse_labels()``).
 
 Only the backbone (loaded exactly from the checkpoint's ``backbone.*``, or for DINO / iBOT
 its teacher's ``teacher.module.0.*`` as the papers evaluate, with the config's data
@@ -31,6 +33,7 @@ from hirl_mm.clustering import cluster_size_stats, format_cluster_size_stats
 from hirl_mm.evaluation import clustering_scores, weighted_knn_classify
 from hirl_mm.evaluation.checkpoint_reading import load_checkpoint_state
 from hirl_mm.evaluation.feature_model import build_feature_model, load_backbone_weights
+from hirl_mm.evaluation.label_hierarchy import dataset_label_levels
 from hirl_mm.evaluation.prototypes import load_stored_prototypes
 from hirl_mm.utils.feature_extraction import build_extraction_loader, extract_embeddings
 from hirl_mm.utils.pretrained import PretrainedLoadingError
@@ -43,6 +46,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('checkpoint', help='checkpoint written by tools/train.py')
     parser.add_argument('--out', help='JSON file for the results (default: next to the '
                         'checkpoint, <name>_report.json)')
+    parser.add_argument('--label-hierarchy',
+                        help='JSON label hierarchy (class name -> parent name) of the '
+                        'training set, to score the learned levels against every level')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
     return parser.parse_args(argv)
@@ -116,18 +122,19 @@ def main(argv: Optional[List[str]] = None) -> int:
                   f'{prototypes.num_samples} images, the training set has '
                   f'{len(memory_labels)}.')
         else:
-            label_sets = {'fine': memory_labels}
-            if hasattr(memory_loader.dataset, 'get_coarse_labels'):
-                label_sets['coarse'] = _labels(memory_loader.dataset, 'get_coarse_labels')
+            label_sets = {name: level.labels for name, level in dataset_label_levels(
+                memory_loader.dataset, args.label_hierarchy
+                or report.get('label_hierarchy')).items()}
             print('\n== Learned levels against the labels of the training images ==')
-            header = ''.join(f'  NMI/{name:<7}' for name in label_sets)
+            widths = {name: max(11, len(name) + 4) for name in label_sets}
+            header = ''.join(f'  {"NMI/" + name:<{widths[name]}}' for name in label_sets)
             print(f'{"level":>5} {"K":>6}{header}')
             scores: List[dict] = []
             for level, assign in enumerate(prototypes.im2cluster):
                 row = {name: clustering_scores(labels.numpy(), assign.cpu().numpy())
                        for name, labels in label_sets.items()}
                 scores.append(row)
-                cells = ''.join(f'  {row[n]["nmi"]:>11.3f}' for n in label_sets)
+                cells = ''.join(f'  {row[n]["nmi"]:>{widths[n]}.3f}' for n in label_sets)
                 print(f'{level:>5} {prototypes.num_clusters[level]:>6}{cells}')
             results['level_scores'] = scores
 
