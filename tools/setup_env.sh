@@ -25,10 +25,30 @@ log "torch / torchvision (pinned pair)"
 log "build requirements for mmcv"
 "${UV[@]}" -r requirements/build.txt
 
+# mmcv has only sources on the registry and compiles its ops against the installed torch
+# (about 10 minutes on 2 cores). The built wheel is kept outside the repository, keyed by
+# everything it was built against, so every later set-up (a fresh clone too) installs it in
+# seconds. uv's own cache does not help here: builds without isolation are not reused.
+MMCV_VERSION=2.1.0
 if ! "$PY" -c "import mmcv, mmcv.ops" 2>/dev/null; then
-  log "building mmcv 2.1.0 with CPU ops (about 10 minutes on 2 cores; cached afterwards)"
-  MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=${MAX_JOBS:-2} \
-    "${UV[@]}" --no-build-isolation mmcv==2.1.0
+  KEY=$("$PY" -c "import platform, sys, torch; print(f'py{sys.version_info[0]}.{sys.version_info[1]}_torch-{torch.__version__}_{platform.machine()}')")
+  WHEEL_DIR="${HIRL_MM_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hirl_mm/wheels}/mmcv-${MMCV_VERSION}_cpu-ops_${KEY}"
+  WHEEL=$(ls "$WHEEL_DIR"/mmcv-${MMCV_VERSION}-*.whl 2>/dev/null | head -n 1 || true)
+  if [ -z "$WHEEL" ]; then
+    log "building mmcv ${MMCV_VERSION} with CPU ops (about 10 minutes on 2 cores) into $WHEEL_DIR"
+    TMP_WHEELS=$(mktemp -d)
+    MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS=${MAX_JOBS:-2} \
+      "$PY" -m pip wheel -q --no-build-isolation --no-deps --no-binary mmcv \
+      -w "$TMP_WHEELS" "mmcv==${MMCV_VERSION}"
+    mkdir -p "$WHEEL_DIR"
+    # Moved in only once complete, so an interrupted build never leaves a broken wheel.
+    for built in "$TMP_WHEELS"/mmcv-*.whl; do mv "$built" "$WHEEL_DIR/"; done
+    rm -rf "$TMP_WHEELS"
+    WHEEL=$(ls "$WHEEL_DIR"/mmcv-${MMCV_VERSION}-*.whl | head -n 1)
+  else
+    log "mmcv ${MMCV_VERSION}: the wheel built earlier for this python / torch ($WHEEL)"
+  fi
+  "${UV[@]}" "$WHEEL"
 fi
 
 log "OpenMMLab packages, runtime and test requirements"
