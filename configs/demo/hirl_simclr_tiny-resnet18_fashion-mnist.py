@@ -4,6 +4,8 @@
 # warm-up. tools/analysis_tools/hirl_report.py then prints cluster statistics, KNN top-1 and
 # the NMI of every learned level against the fine and coarse labels.
 _base_ = '../study/hirl-simclr_tiny-resnet18_fashion-mnist.py'
+# Stop at once if the loss turns NaN / inf, before a checkpoint is written.
+default_hooks = dict(non_finite_loss=dict(type='NonFiniteLossHook', max_consecutive=3))
 
 # Read by tools/analysis_tools/hirl_report.py: KNN memory = the training subset, queries =
 # a balanced subset of the test split; NMI of the learned levels uses the training subset.

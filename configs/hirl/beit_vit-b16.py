@@ -42,3 +42,4 @@ custom_hooks = [dict(
         dict(type='MultiView', num_views=2, transforms=[[]]),
         dict(type='PackInputs'),
     ])]
+default_hooks = dict(non_finite_loss=_base_.non_finite_loss_hook)  # stop on NaN / inf

@@ -7,3 +7,4 @@ _base_ = [
 
 model = dict(type='HIRL', algorithm='BYOL', **_base_.hirl_model)
 custom_hooks = [_base_.hirl_clustering_hook]
+default_hooks = dict(non_finite_loss=_base_.non_finite_loss_hook)  # stop on NaN / inf

@@ -13,3 +13,4 @@ model = dict(
     **dict(_base_.hirl_model,
            semantic_head=dict(_base_.hirl_model.semantic_head, num_mlp_layer=5)))
 custom_hooks = [_base_.hirl_clustering_hook]
+default_hooks = dict(non_finite_loss=_base_.non_finite_loss_hook)  # stop on NaN / inf

@@ -8,3 +8,4 @@ _base_ = [
 model = dict(type='HIRL', algorithm='SimSiam', **_base_.hirl_model)
 # Keep mmpretrain's SimSiamHook (fixed predictor learning rate) and add HIRL's clustering.
 custom_hooks = _base_.custom_hooks + [_base_.hirl_clustering_hook]
+default_hooks = dict(non_finite_loss=_base_.non_finite_loss_hook)  # stop on NaN / inf

@@ -9,3 +9,4 @@ _base_ = [
 model = dict(type='HIRL', algorithm='SwAV', **dict(_base_.hirl_model, iter_wise_assignment=True))
 # Keep mmpretrain's SwAVHook (queue, frozen prototypes) and add HIRL's clustering.
 custom_hooks = _base_.custom_hooks + [_base_.hirl_clustering_hook]
+default_hooks = dict(non_finite_loss=_base_.non_finite_loss_hook)  # stop on NaN / inf

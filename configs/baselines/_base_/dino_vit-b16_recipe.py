@@ -53,6 +53,7 @@ custom_hooks = [
     dict(type='PerParamGradClipHook', max_norm=0.3),
 ]
 default_hooks = dict(
+    non_finite_loss=dict(type='NonFiniteLossHook', max_consecutive=3),  # stop on NaN / inf
     logger=dict(type='LoggerHook', interval=50),
     checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=3))
 randomness = dict(seed=0, diff_rank_seed=True)

@@ -36,3 +36,7 @@ hirl_clustering_hook = dict(
         seed=0,
         max_points_per_centroid=1000,
         min_points_per_centroid=10))
+
+# Stops a diverging run (loss NaN / inf) before it writes a checkpoint; method configs add
+# it to their default_hooks (default_hooks=dict(non_finite_loss=non_finite_loss_hook)).
+non_finite_loss_hook = dict(type='NonFiniteLossHook', max_consecutive=3)
