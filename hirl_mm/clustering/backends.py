@@ -3,9 +3,12 @@
 Every back end is a function with the signature of :data:`KMeansFn`::
 
     kmeans(x, k, num_iters, num_redo, seed, max_points_per_centroid,
-           min_points_per_centroid, verbose) -> (centroids [k, D] float32, assignment [n] int64)
+           min_points_per_centroid, verbose[, init]) -> (centroids [k, D] float32,
+                                                         assignment [n] int64)
 
-both on ``x``'s device. Callers validate ``x`` (finite, 2-D, ``1 <= k <= n``) beforehand.
+both on ``x``'s device; ``init`` (``[k, D]``, optional) starts one restart from given
+centroids (a warm start). The sharded multi-process back end is
+:mod:`.kmeans_distributed` (used through ``HierarchicalKMeans.cluster_shard``). Callers validate ``x`` (finite, 2-D, ``1 <= k <= n``) beforehand.
 """
 import importlib
 from typing import Callable, Optional, Tuple

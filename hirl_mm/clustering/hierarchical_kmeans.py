@@ -1,16 +1,18 @@
 """Bottom-up hierarchical k-means: the hierarchical prototypes of HIRL."""
 import logging
 import numbers
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from mmengine import dist
 from mmengine.logging import print_log
 from torch import Tensor
 
 from hirl_mm.registry import CLUSTERERS
 from .backends import BACKENDS, get_kmeans_fn, resolve_backend
+from .hierarchical_kmeans_distributed import sharded_hierarchical_kmeans
 from .result import HierarchicalClusteringResult
 
 __all__ = ['HierarchicalKMeans', 'HierarchicalClusteringResult']
@@ -94,6 +96,15 @@ class HierarchicalKMeans:
         min_points_per_centroid (int): Warn (once per level) below this many points per
             centroid.
         verbose (bool): Let the back end report its progress.
+        distributed (bool, optional): How :meth:`cluster_shard` (the clustering hook's
+            entry point) clusters: ``True``: the sharded torch.distributed back end (every
+            rank keeps only its shard; no N x D gather); ``False``: gather the shards and
+            run ``backend`` on one rank; ``None`` (default): sharded when the run has more
+            than one process. ``__call__`` always clusters the features it is given.
+        warm_start (bool): Start each level of a round from the previous round's centroids
+            (when the caller passes them) with ``warm_start_num_redo`` restarts in all:
+            the warm one and ``warm_start_num_redo - 1`` random ones.
+        warm_start_num_redo (int): Restarts of a warm-started level.
     """
 
     def __init__(self,
@@ -104,16 +115,25 @@ class HierarchicalKMeans:
                  seed: int = 0,
                  max_points_per_centroid: int = 1000,
                  min_points_per_centroid: int = 10,
-                 verbose: bool = False) -> None:
+                 verbose: bool = False,
+                 distributed: Optional[bool] = None,
+                 warm_start: bool = False,
+                 warm_start_num_redo: int = 1) -> None:
         self.num_clusters = _check_num_clusters(num_clusters)
         for name, value, low in (('num_iters', num_iters, 1), ('num_redo', num_redo, 1),
                                  ('max_points_per_centroid', max_points_per_centroid, 1),
-                                 ('min_points_per_centroid', min_points_per_centroid, 0)):
+                                 ('min_points_per_centroid', min_points_per_centroid, 0),
+                                 ('warm_start_num_redo', warm_start_num_redo, 1)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
                     or value < low:
                 raise ValueError(f'{name} must be an integer >= {low}, got {value!r}.')
         if backend not in BACKENDS:
             raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}.')
+        for name, value in (('distributed', distributed), ('warm_start', warm_start)):
+            if value is not None and not isinstance(value, bool):
+                raise ValueError(f'{name} must be True, False' +
+                                 (' or None (auto)' if name == 'distributed' else '') +
+                                 f', got {value!r}.')
         # Resolve now so that a config asking for a missing faiss fails when it is built.
         self.backend = resolve_backend(backend)
         if backend == 'auto' and self.backend == 'torch':
@@ -127,11 +147,69 @@ class HierarchicalKMeans:
         self.max_points_per_centroid = int(max_points_per_centroid)
         self.min_points_per_centroid = int(min_points_per_centroid)
         self.verbose = verbose
+        self.distributed = distributed
+        self.warm_start = bool(warm_start)
+        self.warm_start_num_redo = int(warm_start_num_redo)
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(num_clusters={self.num_clusters}, '
                 f'backend={self.backend!r}, num_iters={self.num_iters}, '
-                f'num_redo={self.num_redo}, seed={self.seed})')
+                f'num_redo={self.num_redo}, seed={self.seed}, '
+                f'distributed={self.distributed}, warm_start={self.warm_start})')
+
+    def uses_sharded(self) -> bool:
+        """Whether :meth:`cluster_shard` runs the sharded back end in this run."""
+        if self.distributed is None:
+            return dist.get_world_size() > 1
+        return self.distributed
+
+    def _num_redo(self, warm: int) -> int:
+        """Restarts of a level: ``warm_start_num_redo`` when warm started (``warm=1``)."""
+        return self.warm_start_num_redo if warm else self.num_redo
+
+    def _warm_init(self, previous: Optional[HierarchicalClusteringResult],
+                   dim: int) -> List[Optional[Tensor]]:
+        """Per level, the previous round's centroids to start from (None: cold start)."""
+        if not self.warm_start or previous is None:
+            return [None] * len(self.num_clusters)
+        expected = [(k, dim) for k in self.num_clusters]
+        shapes = [tuple(c.shape) for c in previous.centroids]
+        if shapes != expected:
+            raise ValueError(f'warm_start needs the previous round\'s centroids of shapes '
+                             f'{expected}, got {shapes}; drop warm_start or pass the '
+                             f'previous clustering of these prototypes.')
+        return [c.detach().float() for c in previous.centroids]
+
+    def cluster_shard(self, features: Tensor, sample_idx: Tensor, num_samples: int,
+                      previous: Optional[HierarchicalClusteringResult] = None
+                      ) -> HierarchicalClusteringResult:
+        """Cluster a data set of which this rank holds ``features`` (sharded back end).
+
+        Every rank calls it with its own rows; all return the same result. Use it when
+        :meth:`uses_sharded` is true (else gather the features and call the object).
+
+        Args:
+            features (Tensor): ``[n_rank, D]`` this rank's rows (float32 / float16 /
+                bfloat16; computed in float32).
+            sample_idx (Tensor): ``[n_rank]`` their indices in ``0..N-1``.
+            num_samples (int): ``N`` over all ranks.
+            previous (HierarchicalClusteringResult, optional): The previous round, used
+                when ``warm_start`` is set.
+
+        Returns:
+            HierarchicalClusteringResult: On ``features``' device, ``im2cluster`` over all
+            ``N`` samples, identical on every rank.
+        """
+        if isinstance(features, np.ndarray):
+            features = torch.from_numpy(features)
+        init = self._warm_init(previous, features.shape[-1])
+        if dist.is_main_process():  # level l > 0 clusters the K_{l-1} centroids
+            for level, (n, k) in enumerate(zip([num_samples, *self.num_clusters],
+                                               self.num_clusters)):
+                self._warn_if_sparse(level, n, k)
+        return sharded_hierarchical_kmeans(
+            features, sample_idx, num_samples, self.num_clusters, self.num_iters,
+            self._num_redo, self.seed, self.max_points_per_centroid, init, self.verbose)
 
     def _warn_if_sparse(self, level: int, num_points: int, k: int) -> None:
         """Warn through the logger when a level has too few points per centroid."""
@@ -144,12 +222,16 @@ class HierarchicalKMeans:
                 logger='current',
                 level=logging.WARNING)
 
-    def __call__(self, features: Tensor) -> HierarchicalClusteringResult:
+    def __call__(self, features: Tensor,
+                 previous: Optional[HierarchicalClusteringResult] = None
+                 ) -> HierarchicalClusteringResult:
         """Cluster ``features`` level by level.
 
         Args:
             features (Tensor): ``[N, D]`` finite points (typically L2-normalised image
                 embeddings), on any device.
+            previous (HierarchicalClusteringResult, optional): The previous round, used
+                when ``warm_start`` is set.
 
         Returns:
             HierarchicalClusteringResult: Centroids, parents and per-point assignments of every
@@ -160,15 +242,19 @@ class HierarchicalKMeans:
         """
         features = _check_features(features, self.num_clusters)
         device = features.device
+        init = self._warm_init(previous, features.shape[1])
         centroids: List[Tensor] = []
         parents: List[Tensor] = []
         im2cluster: List[Tensor] = []
         points = features
         for level, k in enumerate(self.num_clusters):
             self._warn_if_sparse(level, points.shape[0], k)
+            # A warm start is passed only when there is one (back ends take it as init).
+            warm = () if init[level] is None else (init[level], )
             level_centroids, assignment = self._kmeans(
-                points, k, self.num_iters, self.num_redo, self.seed + level,
-                self.max_points_per_centroid, self.min_points_per_centroid, self.verbose)
+                points, k, self.num_iters, self._num_redo(len(warm)), self.seed + level,
+                self.max_points_per_centroid, self.min_points_per_centroid, self.verbose,
+                *warm)
             assignment = assignment.to(device=device, dtype=torch.long)
             if level == 0:
                 im2cluster.append(assignment)

@@ -29,7 +29,8 @@ def kmeans(x: Tensor,
            seed: int = 0,
            max_points_per_centroid: int = 1000,
            min_points_per_centroid: int = 10,
-           verbose: bool = False) -> Tuple[Tensor, Tensor]:
+           verbose: bool = False,
+           init: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """Cluster the rows of ``x`` into ``k`` clusters with ``faiss.Clustering``.
 
     Args:
@@ -43,6 +44,9 @@ def kmeans(x: Tensor,
         min_points_per_centroid (int): Below this many points per centroid faiss would
             print a warning; the caller logs its own instead (see below).
         verbose (bool): Let faiss print its progress.
+        init (Tensor, optional): ``[k, D]`` centroids to start one run from (a warm
+            start); the other ``num_redo - 1`` restarts start from random points and the
+            lowest objective wins.
 
     Returns:
         tuple[Tensor, Tensor]: ``[k, D]`` float32 centroids and ``[n]`` int64 nearest-centroid
@@ -52,19 +56,38 @@ def kmeans(x: Tensor,
 
     n, dim = x.shape
     data = np.ascontiguousarray(x.detach().to('cpu', torch.float32).numpy())
-    clus = faiss.Clustering(dim, k)
-    clus.niter = num_iters
-    clus.nredo = num_redo
-    clus.seed = seed
-    clus.max_points_per_centroid = max_points_per_centroid
-    # faiss uses this only to print an unconditional warning on stderr; the caller warns
-    # through the logger, so keep faiss quiet.
-    clus.min_points_per_centroid = max(0, min(min_points_per_centroid, n // k))
-    clus.verbose = verbose
-
     index, _gpu_resources = _make_index(faiss, dim, x.device)
-    clus.train(data, index)
-    centroids = faiss.vector_to_array(clus.centroids).reshape(k, dim).astype(np.float32)
+
+    def train(num_runs: int, start: Optional[Tensor]) -> Tuple[np.ndarray, float]:
+        clus = faiss.Clustering(dim, k)
+        clus.niter = num_iters
+        clus.nredo = num_runs
+        clus.seed = seed
+        clus.max_points_per_centroid = max_points_per_centroid
+        # faiss uses this only to print an unconditional warning on stderr; the caller
+        # warns through the logger, so keep faiss quiet.
+        clus.min_points_per_centroid = max(0, min(min_points_per_centroid, n // k))
+        clus.verbose = verbose
+        if start is not None:  # faiss starts from centroids it is given
+            faiss.copy_array_to_vector(
+                start.detach().to('cpu', torch.float32).contiguous().numpy().reshape(-1),
+                clus.centroids)
+        index.reset()
+        clus.train(data, index)
+        objective = clus.iteration_stats.at(clus.iteration_stats.size() - 1).obj
+        return faiss.vector_to_array(clus.centroids).reshape(k, dim).astype(np.float32), \
+            objective
+
+    if init is None:
+        centroids, _ = train(num_redo, None)
+    else:
+        # Given centroids, faiss would continue from them in every restart: run the warm
+        # start alone, then the random restarts, and keep the lower objective.
+        centroids, objective = train(1, init)
+        if num_redo > 1:
+            cold, cold_objective = train(num_redo - 1, None)
+            if cold_objective < objective:
+                centroids = cold
 
     # Assign every point (not only the training subset) to the final centroids.
     index.reset()

@@ -122,6 +122,32 @@ def split_empty_clusters(centroids: Tensor, counts: Tensor) -> int:
     return num_split
 
 
+def draw_training_subset(num_points: int, k: int, max_points_per_centroid: int,
+                         generator: torch.Generator) -> Optional[Tensor]:
+    """Positions of the training subset (``None``: train on every point).
+
+    The first draw of a k-means round; the distributed back end makes the same draws so
+    that both back ends train on the same points from the same seed.
+
+    Args:
+        num_points (int): ``n``, the points to cluster.
+        k (int): Number of clusters.
+        max_points_per_centroid (int): Train on at most ``k * max_points_per_centroid``.
+        generator (torch.Generator): The round's CPU generator.
+
+    Returns:
+        Tensor | None: ``[k * max_points_per_centroid]`` int64 positions (CPU), or None.
+    """
+    if num_points <= k * max_points_per_centroid:
+        return None
+    return torch.randperm(num_points, generator=generator)[:k * max_points_per_centroid]
+
+
+def draw_init_rows(num_train: int, k: int, generator: torch.Generator) -> Tensor:
+    """Positions (in the training set) of a restart's ``k`` initial centroids (CPU int64)."""
+    return torch.randperm(num_train, generator=generator)[:k]
+
+
 def _lloyd(train: Tensor, train_sq_norms: Tensor, init: Tensor,
            num_iters: int) -> Tuple[Tensor, float, int]:
     """Lloyd iterations from ``init``; returns centroids, the last objective, #splits."""
@@ -146,7 +172,8 @@ def kmeans(x: Tensor,
            seed: int = 0,
            max_points_per_centroid: int = 1000,
            min_points_per_centroid: int = 10,
-           verbose: bool = False) -> Tuple[Tensor, Tensor]:
+           verbose: bool = False,
+           init: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """Cluster the rows of ``x`` into ``k`` clusters with pure torch.
 
     Args:
@@ -160,6 +187,8 @@ def kmeans(x: Tensor,
         min_points_per_centroid (int): Unused (the caller warns about too few points);
             kept so that every back end has the same signature.
         verbose (bool): Log the objective of every restart.
+        init (Tensor, optional): ``[k, D]`` centroids to start restart 0 from (a warm
+            start); the other restarts start from random training points.
 
     Returns:
         tuple[Tensor, Tensor]: ``[k, D]`` float32 centroids and ``[n]`` int64 nearest-centroid
@@ -175,16 +204,17 @@ def kmeans(x: Tensor,
         return centroids, nearest_centroid(x, centroids)[0]
 
     generator = torch.Generator(device='cpu').manual_seed(seed)
-    train = x
-    if n > k * max_points_per_centroid:
-        subset = torch.randperm(n, generator=generator)[:k * max_points_per_centroid]
-        train = x[subset.to(x.device)]
+    subset = draw_training_subset(n, k, max_points_per_centroid, generator)
+    train = x if subset is None else x[subset.to(x.device)]
 
     train_sq_norms = (train * train).sum(dim=1)
     best_centroids, best_objective = None, float('inf')
     for redo in range(num_redo):
-        init = torch.randperm(train.shape[0], generator=generator)[:k].to(x.device)
-        centroids, objective, num_split = _lloyd(train, train_sq_norms, train[init], num_iters)
+        if redo == 0 and init is not None:
+            start = init.detach().to(device=x.device, dtype=torch.float32)
+        else:
+            start = train[draw_init_rows(train.shape[0], k, generator).to(x.device)]
+        centroids, objective, num_split = _lloyd(train, train_sq_norms, start, num_iters)
         if verbose:
             print_log(
                 f'torch k-means (n={train.shape[0]}, k={k}) restart {redo}: objective '
