@@ -11,6 +11,9 @@ from mmpretrain.utils import get_ori_model
 from torch import Tensor, nn
 
 from hirl_mm.clustering import cluster_size_stats, format_cluster_size_stats
+from hirl_mm.datasets.fingerprint import dataset_fingerprint
+from hirl_mm.engine.hooks.pipeline_checks import (check_num_clusters, config_eval_pipeline,
+                                                  probe_first_sample)
 from hirl_mm.engine.hooks.training_utils import require_epoch_based_loop
 from hirl_mm.registry import CLUSTERERS, HOOKS
 from hirl_mm.utils.feature_extraction import build_extraction_loader, extract_embeddings
@@ -22,6 +25,8 @@ IMAGENET_EXTRACT_PIPELINE = [
     dict(type='CenterCrop', crop_size=224),
     dict(type='PackInputs'),
 ]
+# What the hook does when stored prototypes do not belong to the training set.
+ON_DATA_CHANGE = ('recluster', 'error')
 
 
 def _with_pipeline(dataset_cfg: dict, pipeline: List[dict]) -> dict:
@@ -48,6 +53,13 @@ class HierarchicalClusteringHook(Hook):
     uses the eval pipeline and is split across ranks without padding; features are gathered
     and placed by ``sample_idx``, every sample exactly once. Rank 0 clusters and broadcasts.
 
+    Before the first iteration it builds the extraction data set and runs its first sample
+    through the training and the extraction pipelines, checking that both pack
+    ``sample_idx`` and that every level has at most as many clusters as there are samples,
+    so a bad setting stops the run at once instead of after the warm-up. The prototypes
+    record the size and a fingerprint of the data list they were built on; prototypes
+    loaded from a checkpoint that do not fit the training set are never used.
+
     Args:
         warmup_epochs (int): Epochs of plain SSL before the first clustering. Defaults to 20.
         interval (int): Epochs between clusterings. Defaults to 1.
@@ -55,9 +67,14 @@ class HierarchicalClusteringHook(Hook):
             ``num_clusters`` is taken from the model. Defaults to
             ``dict(type='HierarchicalKMeans')``.
         extract_pipeline (list[dict], optional): Data pipeline for extraction. Defaults to
+            the config's evaluation pipeline (``test_dataloader``'s, ``val_dataloader``'s,
+            or a top-level ``test_pipeline`` / ``val_pipeline`` / ``eval_pipeline``), else
             the spec's ImageNet eval transform (resize 256, center-crop 224).
         extract_batch_size (int, optional): Defaults to the training batch size.
         extract_num_workers (int, optional): Defaults to the training loader's.
+        on_data_change (str): When prototypes loaded from a checkpoint were built on other
+            data than the training set (another size or sample list): ``'recluster'`` (at
+            once, before training on them; the default) or ``'error'`` (stop).
     """
 
     priority = 'NORMAL'
@@ -68,14 +85,22 @@ class HierarchicalClusteringHook(Hook):
                  clusterer: Optional[dict] = None,
                  extract_pipeline: Optional[Sequence[dict]] = None,
                  extract_batch_size: Optional[int] = None,
-                 extract_num_workers: Optional[int] = None) -> None:
+                 extract_num_workers: Optional[int] = None,
+                 on_data_change: str = 'recluster') -> None:
         if warmup_epochs < 0 or interval < 1:
             raise ValueError(f'Need warmup_epochs >= 0 and interval >= 1, got '
                              f'warmup_epochs={warmup_epochs}, interval={interval}.')
+        if on_data_change not in ON_DATA_CHANGE:
+            raise ValueError(f'on_data_change must be one of {ON_DATA_CHANGE}, got '
+                             f'{on_data_change!r}.')
         self.warmup_epochs = warmup_epochs
         self.interval = interval
         self.clusterer_cfg = dict(clusterer or dict(type='HierarchicalKMeans'))
         self.extract_pipeline = list(extract_pipeline or IMAGENET_EXTRACT_PIPELINE)
+        # Unless given, the config's eval pipeline replaces the default at before_train.
+        self._pipeline_source = 'extract_pipeline' if extract_pipeline else None
+        self.on_data_change = on_data_change
+        self._data_fingerprint = None
         self.extract_batch_size = extract_batch_size
         self.extract_num_workers = extract_num_workers
         self._loader = None
@@ -96,14 +121,78 @@ class HierarchicalClusteringHook(Hook):
 
     def before_train(self, runner: Runner) -> None:
         require_epoch_based_loop(runner, type(self).__name__)  # it clusters per epoch
+        self._resolve_pipeline(runner)
         self._loader = self._build_loader(runner)
+        self._check_before_training(runner)
 
     def before_train_epoch(self, runner: Runner) -> None:
         if self.is_due(runner.epoch):
-            self.cluster(runner)
+            self._cluster_and_record(runner)
+        else:
+            self._check_prototypes_fit_data(runner)
+
+    def _cluster_and_record(self, runner: Runner) -> None:
+        """One clustering round, then record which data it was built on."""
+        self.cluster(runner)
+        get_ori_model(runner.model).prototypes.record_data(self._fingerprint(runner))
+
+    def _fingerprint(self, runner: Runner) -> bytes:
+        """The extraction data set's fingerprint (its list does not change during a run)."""
+        if self._data_fingerprint is None:
+            loader = self._loader or self._build_loader(runner)
+            self._data_fingerprint = dataset_fingerprint(loader.dataset)
+        return self._data_fingerprint
+
+    def _check_prototypes_fit_data(self, runner: Runner) -> None:
+        """Before an epoch that does not cluster: prototypes loaded from a checkpoint
+        must have been built on this training set; re-cluster or stop if not."""
+        prototypes = get_ori_model(runner.model).prototypes
+        dataset = (self._loader or self._build_loader(runner)).dataset
+        change = prototypes.data_mismatch(len(dataset), self._fingerprint(runner))
+        if change is None:
+            return
+        if self.on_data_change == 'error':
+            raise RuntimeError(
+                f'HIRL: the stored prototypes do not belong to this training set: {change}. '
+                f'Their cluster assignments (by sample_idx) would point at other images. '
+                f'Train on the data the checkpoint was trained on, or let the hook '
+                f're-cluster (HierarchicalClusteringHook on_data_change=\'recluster\').')
+        runner.logger.warning(f'HIRL: the stored prototypes do not belong to this training '
+                              f'set: {change}. Re-clustering now, before epoch '
+                              f'{runner.epoch}, instead of training on them.')
+        self._cluster_and_record(runner)
+
+    def _resolve_pipeline(self, runner: Runner) -> None:
+        """Default the extraction pipeline to the config's eval pipeline, else ImageNet's."""
+        if self._pipeline_source is not None:
+            return
+        found = config_eval_pipeline(runner.cfg)
+        if found is None:
+            self._pipeline_source = 'the default ImageNet eval pipeline'
+        else:
+            self.extract_pipeline, self._pipeline_source = found
+        runner.logger.info(f'HIRL: extraction pipeline for clustering from '
+                           f'{self._pipeline_source}: {self.extract_pipeline}')
+
+    def _check_before_training(self, runner: Runner) -> None:
+        """Stop before the first iteration on settings the first clustering would trip on.
+
+        Raises:
+            PipelineCheckError: Naming the config key to change.
+        """
+        hook_key = 'custom_hooks: HierarchicalClusteringHook(extract_pipeline=...)'
+        where = hook_key if self._pipeline_source == 'extract_pipeline' else \
+            f'{hook_key} (now taken from {self._pipeline_source})'
+        probe_first_sample(runner.train_dataloader.dataset, 'The training pipeline',
+                           'train_dataloader.dataset.pipeline')
+        probe_first_sample(self._loader.dataset, 'The extraction pipeline of '
+                           'HierarchicalClusteringHook', where)
+        check_num_clusters(get_ori_model(runner.model).prototypes.num_clusters,
+                           len(self._loader.dataset), dist.get_world_size())
 
     def _build_loader(self, runner: Runner) -> torch.utils.data.DataLoader:
         train_cfg = runner.cfg.train_dataloader
+        self._resolve_pipeline(runner)
         return build_extraction_loader(
             _with_pipeline(train_cfg['dataset'], self.extract_pipeline),
             batch_size=self.extract_batch_size or train_cfg['batch_size'],

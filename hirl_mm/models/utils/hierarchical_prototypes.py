@@ -1,7 +1,8 @@
 """Hierarchical prototypes as module buffers, so checkpoints save and resume them."""
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import torch
+from mmengine.logging import print_log
 from torch import Tensor, nn
 
 from hirl_mm.clustering.result import HierarchicalClusteringResult
@@ -66,6 +67,9 @@ class HierarchicalPrototypes(nn.Module):
     by :meth:`update` and when a checkpoint is loaded. ``embedding_space`` holds the name of
     the embedding the centroids live in (``'neck'`` or ``'backbone'``, as bytes), so that
     evaluation scores the levels in that space and a resume into another space is refused.
+    ``data_fingerprint`` holds a digest of the data list the assignments were built on
+    (:func:`hirl_mm.datasets.fingerprint.dataset_fingerprint`; empty when unknown), so
+    that prototypes are never used on another data set (:meth:`data_mismatch`).
 
     Args:
         num_clusters (Sequence[int]): ``K_l`` per level, finest first.
@@ -87,6 +91,7 @@ class HierarchicalPrototypes(nn.Module):
                 self.register_buffer(f'parents_{level}', torch.zeros(k, dtype=torch.long))
         self.register_buffer('num_updates', torch.zeros((), dtype=torch.long))
         self.register_buffer('embedding_space', encode_space(embedding))
+        self.register_buffer('data_fingerprint', torch.zeros(0, dtype=torch.uint8))
 
     @property
     def embedding(self) -> str:
@@ -154,6 +159,48 @@ class HierarchicalPrototypes(nn.Module):
             getattr(self, f'parents_{level}').copy_(par)
         self.num_updates += 1
 
+    @torch.no_grad()
+    def record_data(self, fingerprint: bytes) -> None:
+        """Record the fingerprint of the data set the current assignments belong to.
+
+        Args:
+            fingerprint (bytes): The data set's digest (``dataset_fingerprint``).
+        """
+        self._buffers['data_fingerprint'] = torch.tensor(
+            list(fingerprint), dtype=torch.uint8, device=self.num_updates.device)
+
+    @property
+    def recorded_fingerprint(self) -> Optional[bytes]:
+        """The recorded data fingerprint, None when none was recorded."""
+        return bytes(self.data_fingerprint.tolist()) or None
+
+    def data_mismatch(self, num_samples: int, fingerprint: bytes) -> Optional[str]:
+        """How a data set differs from the one the prototypes were built on.
+
+        Args:
+            num_samples (int): The data set's size.
+            fingerprint (bytes): Its digest (``dataset_fingerprint``).
+
+        Returns:
+            str | None: What changed, in words; None when the prototypes are not built
+            yet or were built on this data set.
+        """
+        if not self.ready:
+            return None
+        if num_samples != self.num_samples:
+            return (f'the training set has {num_samples} samples, the prototypes were '
+                    f'built on {self.num_samples}')
+        recorded = self.recorded_fingerprint
+        if recorded is None:
+            return (f'the prototypes record no fingerprint of their data (a checkpoint '
+                    f'written before hirl_mm recorded one), only its size '
+                    f'({self.num_samples}), so they cannot be shown to fit this data set')
+        if recorded != fingerprint:
+            return (f'the training set has the same size ({num_samples}) but another '
+                    f'sample list (paths, labels or order; fingerprint {fingerprint.hex()} '
+                    f'instead of {recorded.hex()})')
+        return None
+
     def paths(self, sample_idx: Tensor) -> Tensor:
         """The semantic paths of samples.
 
@@ -197,6 +244,16 @@ class HierarchicalPrototypes(nn.Module):
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
         if f'{prefix}num_updates' in state_dict:  # a HIRL checkpoint (not plain weights)
             check_checkpoint_space(state_dict, prefix, self.embedding, self.dim)
+            key = f'{prefix}data_fingerprint'
+            if key not in state_dict:
+                if int(state_dict[f'{prefix}num_updates']) > 0:
+                    print_log('HIRL: the checkpoint\'s prototypes record no fingerprint of '
+                              'the data they were built on (written before hirl_mm '
+                              'recorded one); HierarchicalClusteringHook re-clusters '
+                              'before using them.', logger='current')
+                state_dict[key] = self.data_fingerprint.new_zeros(0)
+            self._buffers['data_fingerprint'] = self.data_fingerprint.new_zeros(
+                state_dict[key].shape)
         # im2cluster's length is the data set's size, only known once clustered: take the
         # checkpoint's so a resumed run continues with the same assignments.
         for level in range(self.num_levels):

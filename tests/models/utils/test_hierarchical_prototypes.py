@@ -92,3 +92,32 @@ def test_checkpoints_from_before_the_embedding_option_are_refused_with_the_reaso
         fresh.load_state_dict(legacy)
     # Plain weights without any prototypes (e.g. an mmpretrain checkpoint) are not checked.
     fresh.load_state_dict({}, strict=False)
+
+
+def test_records_the_data_it_was_built_on_and_says_what_changed():
+    protos = HierarchicalPrototypes([4, 2], dim=4)
+    assert protos.data_mismatch(10, b'a' * 16) is None  # not clustered: nothing to check
+    protos.update(*_clustering(n=10))
+    protos.record_data(b'a' * 16)
+    assert protos.recorded_fingerprint == b'a' * 16
+    assert protos.data_mismatch(10, b'a' * 16) is None
+    assert protos.data_mismatch(9, b'a' * 16) == ('the training set has 9 samples, the '
+                                                  'prototypes were built on 10')
+    assert 'same size (10) but another sample list' in protos.data_mismatch(10, b'b' * 16)
+    # Checkpoints carry it: a fresh model gets it back.
+    fresh = HierarchicalPrototypes([4, 2], dim=4)
+    fresh.load_state_dict(protos.state_dict())
+    assert fresh.recorded_fingerprint == b'a' * 16 and fresh.num_samples == 10
+
+
+def test_checkpoints_without_a_fingerprint_load_and_say_so(capsys):
+    protos = HierarchicalPrototypes([4, 2], dim=4)
+    protos.update(*_clustering(n=10))
+    old = {k: v for k, v in protos.state_dict().items() if k != 'data_fingerprint'}
+    fresh = HierarchicalPrototypes([4, 2], dim=4)
+    result = fresh.load_state_dict(old, strict=True)  # no missing key either
+    assert not result.missing_keys
+    logged = capsys.readouterr().out  # mmengine's 'current' logger prints to stdout
+    assert 'record no fingerprint' in logged and 're-clusters before using them' in logged
+    assert fresh.ready and fresh.recorded_fingerprint is None
+    assert 'record no fingerprint of their data' in fresh.data_mismatch(10, b'a' * 16)
