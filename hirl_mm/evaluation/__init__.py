@@ -15,9 +15,10 @@ tools/analysis_tools/hirl_report.py) share the submodules, imported from where t
 """
 from .functional import (adjusted_mutual_info, adjusted_rand_index, clustering_scores,
                          contingency_matrix, hungarian_accuracy, normalized_mutual_info,
+                         purity,
                          linear_probe_accuracy, weighted_knn_classify)
 
 __all__ = [
     'weighted_knn_classify', 'linear_probe_accuracy', 'contingency_matrix', 'normalized_mutual_info',
-    'adjusted_mutual_info', 'adjusted_rand_index', 'hungarian_accuracy', 'clustering_scores'
+    'adjusted_mutual_info', 'adjusted_rand_index', 'hungarian_accuracy', 'purity', 'clustering_scores'
 ]

@@ -9,7 +9,7 @@ import torch
 
 from hirl_mm.evaluation import (adjusted_mutual_info, adjusted_rand_index, clustering_scores,
                                 contingency_matrix, hungarian_accuracy,
-                                normalized_mutual_info)
+                                normalized_mutual_info, purity)
 
 
 def _slow_ami(labels_true, labels_pred) -> float:
@@ -143,3 +143,10 @@ def test_inputs():
         adjusted_rand_index(np.zeros((2, 2)), np.zeros((2, 2)))
     true, pred = torch.tensor([0, 0, 1, 1]), torch.tensor([1, 1, 0, 0])
     assert clustering_scores(true, pred) == dict(nmi=1.0, ami=1.0, ari=1.0, acc=1.0)
+
+
+def test_purity_counts_each_clusters_majority_label():
+    # Cluster 0 holds labels {0, 0, 1}, cluster 1 {1, 2}: majorities 2 + 1 of 5 samples.
+    assert purity([0, 0, 1, 1, 2], [0, 0, 0, 1, 1]) == pytest.approx(3 / 5)
+    assert purity([3, 1, 2], [7, 8, 9]) == 1.0  # one sample per cluster
+    assert purity([0, 1, 0, 1], [0, 0, 0, 0]) == 0.5

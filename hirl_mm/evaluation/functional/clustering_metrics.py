@@ -11,7 +11,7 @@ from scipy.special import gammaln
 
 __all__ = [
     'contingency_matrix', 'normalized_mutual_info', 'adjusted_mutual_info',
-    'adjusted_rand_index', 'hungarian_accuracy', 'clustering_scores'
+    'adjusted_rand_index', 'hungarian_accuracy', 'purity', 'clustering_scores'
 ]
 
 
@@ -241,6 +241,23 @@ def hungarian_accuracy(labels_true: Any, labels_pred: Any) -> float:
     contingency = contingency_matrix(labels_true, labels_pred)
     rows, cols = linear_sum_assignment(contingency, maximize=True)
     return float(contingency[rows, cols].sum() / contingency.sum())
+
+
+def purity(labels_true: Any, labels_pred: Any) -> float:
+    """Fraction of samples that carry their cluster's majority label.
+
+    Unlike the other scores it rewards many small clusters (1 for one sample per cluster),
+    so it is read together with NMI; it answers "how clean is each cluster".
+
+    Args:
+        labels_true (array-like): Ground-truth labels, shape (N,).
+        labels_pred (array-like): Cluster assignments, shape (N,).
+
+    Returns:
+        float: In (0, 1].
+    """
+    contingency = contingency_matrix(labels_true, labels_pred)
+    return float(contingency.max(axis=0).sum() / contingency.sum())
 
 
 def clustering_scores(labels_true: Any, labels_pred: Any) -> Dict[str, float]:
