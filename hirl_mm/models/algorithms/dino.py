@@ -13,7 +13,8 @@ during the first epoch(s) (``FreezeLastLayerHook``), per-parameter gradient clip
 ``CosineAnnealingWeightDecay``) and the EMA momentum (``CosineEMA``'s step count).
 
 The teacher runs in eval mode: as in the papers, it has no stochastic depth and no
-dropout (the reference builds it with ``drop_path_rate=0``). Its backbone is what the
+dropout (the reference builds it with ``drop_path_rate=0``); its BatchNorm layers (a BN
+head) use batch statistics, as in the reference's train-mode teacher. Its backbone is what the
 papers evaluate; ``tools/model_converters/teacher_backbone.py`` writes it as ``backbone.``.
 """
 from typing import Dict, List, Optional, Union
@@ -65,9 +66,20 @@ class DINO(BaseSelfSupervisor):
             nn.Sequential(self.backbone, self.neck).state_dict())
 
     def train(self, mode: bool = True) -> 'DINO':
-        """Set the student's mode; the teacher always runs in eval mode."""
+        """Set the student's mode; the teacher runs in eval mode except its BatchNorm.
+
+        The reference builds its teacher without stochastic depth and leaves it in train
+        mode, so a BN head (``use_bn=True``, DINO's ResNet setting) normalises the teacher's
+        batch with the batch's own statistics. Here the teacher is in eval mode (no drop
+        path) and only its BatchNorm layers follow ``mode``: their running statistics are
+        not averaged from the student (``CosineEMA`` averages parameters), so eval-mode BN
+        would normalise with its initial statistics.
+        """
         super().train(mode)
         self.teacher.eval()
+        for module in self.teacher.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.train(mode)
         return self
 
     def update_teacher(self) -> None:

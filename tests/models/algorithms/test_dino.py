@@ -59,6 +59,29 @@ def test_teacher_starts_as_the_student_and_gets_no_gradient(name):
     assert not model.teacher.training and model.backbone.training
 
 
+def test_bn_head_teacher_normalises_with_its_batch_statistics():
+    """A BN head (DINO's ResNet option): the teacher's BN uses the batch, as the reference."""
+    cfg = Config.fromfile(CONFIGS['DINO']).model
+    cfg.neck.use_bn = True
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    model.train()
+    bns = [m for m in model.teacher.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert bns and all(bn.training for bn in bns)
+    assert not model.teacher.module[0].training  # no drop path in the teacher
+    bn = bns[0]
+    seen = {}
+    bn.register_forward_hook(lambda m, i, o: seen.update(inp=i[0], out=o))
+    with torch.no_grad():
+        model.teacher(torch.randn(4, 3, 28, 28) * 5 + 3)
+    expected = torch.nn.functional.batch_norm(seen['inp'], None, None, bn.weight, bn.bias,
+                                              training=True, eps=bn.eps)
+    torch.testing.assert_close(seen['out'], expected)
+    model.eval()
+    assert not any(bn.training for bn in bns)
+
+
 @pytest.mark.parametrize('name', ['DINO', 'iBOT'])
 def test_teacher_moves_by_ema_with_the_cosine_momentum(name):
     model = _model(name, base_momentum=0.1)
