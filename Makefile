@@ -21,6 +21,8 @@ demo: setup
 	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK_DIR)
 	$(PY) tools/analysis_tools/hirl_report.py $(DEMO_CONFIG) \
 		$$(cat $(DEMO_WORK_DIR)/last_checkpoint)
+	$(PY) tools/analysis_tools/visualize_hierarchy.py $(DEMO_CONFIG) \
+		$$(cat $(DEMO_WORK_DIR)/last_checkpoint)
 
 test: setup
 	$(PY) -m pytest tests $(PYTEST_ARGS)

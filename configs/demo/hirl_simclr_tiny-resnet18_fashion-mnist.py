@@ -7,6 +7,14 @@ _base_ = '../study/hirl-simclr_tiny-resnet18_fashion-mnist.py'
 # Stop at once if the loss turns NaN / inf, before a checkpoint is written.
 default_hooks = dict(non_finite_loss=dict(type='NonFiniteLossHook', max_consecutive=3))
 
+# Watch it learn: after every clustering round (and at the end) log the NMI / purity of
+# each learned level against the fine classes and the coarse groups, and a KNN top-1 on
+# 800 held-out training images (to the log and vis_data/; TensorBoard when configured).
+custom_hooks = [
+    _base_.hirl_clustering_hook,
+    dict(type='HierarchyMonitorHook', interval=2, knn_k=20, knn_holdout=0.1),
+]
+
 # Read by tools/analysis_tools/hirl_report.py: KNN memory = the training subset, queries =
 # a balanced subset of the test split; NMI of the learned levels uses the training subset.
 report = dict(

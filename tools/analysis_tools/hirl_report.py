@@ -33,6 +33,7 @@ from hirl_mm.clustering import cluster_size_stats, format_cluster_size_stats
 from hirl_mm.evaluation import clustering_scores, weighted_knn_classify
 from hirl_mm.evaluation.checkpoint_reading import load_checkpoint_state
 from hirl_mm.evaluation.feature_model import build_feature_model, load_backbone_weights
+from hirl_mm.evaluation.hierarchy_scores import labelled_dataset_cfg
 from hirl_mm.evaluation.label_hierarchy import dataset_label_levels
 from hirl_mm.evaluation.prototypes import load_stored_prototypes
 from hirl_mm.utils.feature_extraction import build_extraction_loader, extract_embeddings
@@ -101,7 +102,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         results['prototype_space_recorded'] = prototypes.recorded
     results['cluster_stats'] = stats
 
-    train_cfg = dict(cfg.train_dataloader.dataset, pipeline=report.eval_pipeline)
+    # Read with labels (a folder read with_label=False for pre-training gets its classes).
+    train_cfg = labelled_dataset_cfg(cfg.train_dataloader.dataset, report.eval_pipeline)
     memory_loader = build_extraction_loader(train_cfg, report.batch_size)
     query_loader = build_extraction_loader(report.query_dataset, report.batch_size)
     memory = extract_embeddings(model, memory_loader, model.embed, show_progress=False)
