@@ -8,7 +8,8 @@ ROOT=$(pwd)
 VENV="$ROOT/.venv"
 PYTHON_BIN=${PYTHON:-python3}
 
-log() { printf '\n[setup] %s\n' "$*"; }
+# Seconds since the start on every step, so slow steps show in the log.
+log() { printf '\n[setup %4ss] %s\n' "$SECONDS" "$*"; }
 
 if [ ! -x "$VENV/bin/python" ]; then
   log "creating $VENV"
@@ -67,6 +68,7 @@ if [ ! -e "$FMNIST/train-images-idx3-ubyte.gz" ] && [ -z "${HIRL_SKIP_DATA:-}" ]
   fi
 fi
 
+log "checking that the stack imports"
 "$PY" - <<'PY'
 import faiss, mmcv, mmcv.ops, mmdet, mmengine, mmpretrain, mmseg, numpy, torch, torchvision
 import hirl_mm
@@ -76,3 +78,4 @@ print('[setup] ok: torch', torch.__version__, 'torchvision', torchvision.__versi
       'faiss', faiss.__version__, 'numpy', numpy.__version__)
 PY
 touch "$VENV/.hirl_mm_setup_done"
+log "done"
