@@ -1,6 +1,6 @@
 """Embed a whole data set, split across ranks, gathered and placed by ``sample_idx``."""
 import copy
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import torch
 from mmengine import dist
@@ -55,6 +55,36 @@ def extract_embeddings(model: nn.Module, dataloader: torch.utils.data.DataLoader
     Returns:
         Tensor: ``[N, D]`` float32 on every rank, on the embeddings' device.
     """
+    features, indices = extract_embedding_shard(model, dataloader, embed, normalize,
+                                                show_progress)
+    return place_by_index(all_gather_rows(features), all_gather_rows(indices),
+                          len(dataloader.dataset))
+
+
+@torch.no_grad()
+def extract_embedding_shard(model: nn.Module, dataloader: torch.utils.data.DataLoader,
+                            embed: Callable[[Tensor], Tensor], normalize: bool = True,
+                            show_progress: bool = True,
+                            dtype: torch.dtype = torch.float32) -> Tuple[Tensor, Tensor]:
+    """Embeddings of this rank's share of ``dataloader.dataset``, with their ``sample_idx``.
+
+    Nothing is gathered: the sharded clustering back end works on these rows directly.
+
+    Args:
+        model (nn.Module): The (unwrapped) model; its ``data_preprocessor`` prepares
+            batches. It is put in eval mode during extraction and restored afterwards.
+        dataloader (DataLoader): Yields ``default_collate`` batches of ``PackInputs``
+            outputs whose data samples carry ``sample_idx`` (an unpadded sampler).
+        embed (Callable): Maps a preprocessed ``[B, C, H, W]`` batch to ``[B, D]``.
+        normalize (bool): L2-normalise the embeddings (in float32). Defaults to True.
+        show_progress (bool): Progress bar on the main process. Defaults to True.
+        dtype (torch.dtype): Dtype the rows are kept in (float16 / bfloat16 halve the
+            bank). Defaults to float32.
+
+    Returns:
+        tuple[Tensor, Tensor]: ``[n_rank, D]`` rows and their ``[n_rank]`` int64
+        ``sample_idx``, on the embeddings' device.
+    """
     was_training = model.training
     model.eval()
     features, indices = [], []
@@ -69,7 +99,7 @@ def extract_embeddings(model: nn.Module, dataloader: torch.utils.data.DataLoader
             embedding = embed(inputs).float()
             if normalize:
                 embedding = nn.functional.normalize(embedding, dim=1)
-            features.append(embedding)
+            features.append(embedding.to(dtype))
             indices.append(torch.tensor([int(s.sample_idx) for s in data['data_samples']],
                                         device=embedding.device))
             if progress is not None:
@@ -81,8 +111,7 @@ def extract_embeddings(model: nn.Module, dataloader: torch.utils.data.DataLoader
     if not features:
         raise RuntimeError('This rank got no sample to embed; the data set is smaller than '
                            'the number of processes.')
-    return place_by_index(all_gather_rows(torch.cat(features)),
-                          all_gather_rows(torch.cat(indices)), len(dataloader.dataset))
+    return torch.cat(features), torch.cat(indices)
 
 
 def place_by_index(rows: Tensor, indices: Tensor, num_samples: int) -> Tensor:

@@ -1,7 +1,7 @@
 """Re-compute HIRL's hierarchical prototypes over the whole training set every epoch."""
 import copy
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine import dist
@@ -16,7 +16,8 @@ from hirl_mm.engine.hooks.pipeline_checks import (check_num_clusters, config_eva
                                                   probe_first_sample)
 from hirl_mm.engine.hooks.training_utils import require_epoch_based_loop
 from hirl_mm.registry import CLUSTERERS, HOOKS
-from hirl_mm.utils.feature_extraction import build_extraction_loader, extract_embeddings
+from hirl_mm.utils.feature_extraction import (build_extraction_loader,
+                                              extract_embedding_shard, extract_embeddings)
 
 # The spec's eval transform for ImageNet-sized images (resize 256, center-crop 224).
 IMAGENET_EXTRACT_PIPELINE = [
@@ -25,6 +26,8 @@ IMAGENET_EXTRACT_PIPELINE = [
     dict(type='CenterCrop', crop_size=224),
     dict(type='PackInputs'),
 ]
+# Dtypes the feature bank may be kept in (the clustering maths is float32 either way).
+BANK_DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
 # What the hook does when stored prototypes do not belong to the training set.
 ON_DATA_CHANGE = ('recluster', 'error')
 
@@ -50,8 +53,13 @@ class HierarchicalClusteringHook(Hook):
 
     Runs before epochs ``warmup_epochs``, ``warmup_epochs + interval``, ... (0-based), so
     nothing is clustered during the warm-up and only the SSL loss trains then. Extraction
-    uses the eval pipeline and is split across ranks without padding; features are gathered
-    and placed by ``sample_idx``, every sample exactly once. Rank 0 clusters and broadcasts.
+    uses the eval pipeline and is split across ranks without padding, every sample exactly
+    once. With more than one process the clusterer's sharded back end runs by default
+    (``HierarchicalKMeans(distributed=None)``): each rank keeps only its own shard, all
+    ranks cluster together and only the int assignments are gathered by ``sample_idx``.
+    With ``distributed=False`` (or one process) the features are gathered and placed by
+    ``sample_idx``, and rank 0 clusters and broadcasts. The clusterer's ``warm_start``
+    starts each round from the stored prototypes.
 
     Before the first iteration it builds the extraction data set and runs its first sample
     through the training and the extraction pipelines, checking that both pack
@@ -72,6 +80,10 @@ class HierarchicalClusteringHook(Hook):
             the spec's ImageNet eval transform (resize 256, center-crop 224).
         extract_batch_size (int, optional): Defaults to the training batch size.
         extract_num_workers (int, optional): Defaults to the training loader's.
+        bank_dtype (str): Dtype of the extracted feature bank: ``'float32'`` (default),
+            ``'float16'`` or ``'bfloat16'`` (half the memory; distances, sums and
+            centroids are still computed in float32, chunk by chunk, by the sharded back
+            end; faiss and the single-process torch back end take a float32 copy).
         on_data_change (str): When prototypes loaded from a checkpoint were built on other
             data than the training set (another size or sample list): ``'recluster'`` (at
             once, before training on them; the default) or ``'error'`` (stop).
@@ -86,6 +98,7 @@ class HierarchicalClusteringHook(Hook):
                  extract_pipeline: Optional[Sequence[dict]] = None,
                  extract_batch_size: Optional[int] = None,
                  extract_num_workers: Optional[int] = None,
+                 bank_dtype: str = 'float32',
                  on_data_change: str = 'recluster') -> None:
         if warmup_epochs < 0 or interval < 1:
             raise ValueError(f'Need warmup_epochs >= 0 and interval >= 1, got '
@@ -103,6 +116,10 @@ class HierarchicalClusteringHook(Hook):
         self._data_fingerprint = None
         self.extract_batch_size = extract_batch_size
         self.extract_num_workers = extract_num_workers
+        if bank_dtype not in BANK_DTYPES:
+            raise ValueError(f'bank_dtype must be one of {tuple(BANK_DTYPES)}, got '
+                             f'{bank_dtype!r}.')
+        self.bank_dtype = bank_dtype
         self._loader = None
         self._clusterer = None
 
@@ -203,31 +220,59 @@ class HierarchicalClusteringHook(Hook):
     def extract(self, runner: Runner) -> Tensor:
         """L2-normalised embeddings of every training sample, ``[N, D]``, on every rank."""
         model = get_ori_model(runner.model)
-        return extract_embeddings(model, self._loader or self._build_loader(runner),
-                                  model.extract_clustering_embedding)
+        features = extract_embeddings(model, self._loader or self._build_loader(runner),
+                                      model.extract_clustering_embedding)
+        return features.to(BANK_DTYPES[self.bank_dtype])
+
+    def extract_shard(self, runner: Runner) -> Tuple[Tensor, Tensor, int]:
+        """This rank's L2-normalised embeddings, their ``sample_idx`` and ``N`` (no gather).
+        """
+        model = get_ori_model(runner.model)
+        loader = self._loader or self._build_loader(runner)
+        features, sample_idx = extract_embedding_shard(
+            model, loader, model.extract_clustering_embedding,
+            dtype=BANK_DTYPES[self.bank_dtype])
+        return features, sample_idx, len(loader.dataset)
 
     def cluster(self, runner: Runner) -> None:
-        """Extract, cluster on rank 0, broadcast and store one round of prototypes."""
+        """Extract, cluster (sharded over the ranks, or on rank 0 and broadcast) and store
+        one round of prototypes."""
         model = get_ori_model(runner.model)
         prototypes = model.prototypes
+        sharded = bool(getattr(self._clusterer, 'uses_sharded', lambda: False)())
+        # The previous round, for a clusterer that warm starts from it.
+        previous = dict(previous=prototypes.as_result()) if prototypes.ready and getattr(
+            self._clusterer, 'warm_start', False) else {}
         runner.logger.info(f'HIRL: extracting embeddings of the training set '
                            f'(epoch {runner.epoch}, clustering round '
-                           f'{int(prototypes.num_updates) + 1})')
+                           f'{int(prototypes.num_updates) + 1}, '
+                           f'{"sharded over the ranks" if sharded else "clustered on rank 0"}'
+                           f', {self.bank_dtype} bank)')
         start = time.perf_counter()
+        if sharded:
+            features, sample_idx, num_samples = self.extract_shard(runner)
+            extract_seconds = time.perf_counter() - start
+            start = time.perf_counter()
+            result = self._clusterer.cluster_shard(features, sample_idx, num_samples,
+                                                   **previous)
+            del features
+            prototypes.update(result.centroids, result.parents, result.im2cluster)
+            self._log(runner, prototypes, extract_seconds, time.perf_counter() - start)
+            return
         features = self.extract(runner)
         extract_seconds = time.perf_counter() - start
 
         start = time.perf_counter()
-        num_samples = features.shape[0]
+        num_samples, device = features.shape[0], features.device
         if dist.is_main_process():
-            result = self._clusterer(features)
+            result = self._clusterer(features, **previous)
             centroids, parents, im2cluster = result.centroids, result.parents, result.im2cluster
         else:
-            centroids = [features.new_empty(k, features.shape[1])
+            centroids = [torch.empty(k, features.shape[1], device=device)
                          for k in prototypes.num_clusters]
-            parents = [torch.empty(k, dtype=torch.long, device=features.device)
+            parents = [torch.empty(k, dtype=torch.long, device=device)
                        for k in prototypes.num_clusters[:-1]]
-            im2cluster = [torch.empty(num_samples, dtype=torch.long, device=features.device)
+            im2cluster = [torch.empty(num_samples, dtype=torch.long, device=device)
                           for _ in prototypes.num_clusters]
         del features
         for tensor in [*centroids, *parents, *im2cluster]:
