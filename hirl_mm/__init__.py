@@ -1,9 +1,12 @@
 """hirl_mm: HIRL (hierarchical image representation learning) for mmpretrain."""
+from .utils.checkpoint_loading import install_checkpoint_reader
 from .utils.checkpoint_safety import allow_mmengine_checkpoint_types
 
 __version__ = '0.1.0'
 
 # torch >= 2.6 loads checkpoints with weights_only=True; allow (only) what mmengine stores.
 allow_mmengine_checkpoint_types()
+# Unreadable checkpoint files are reported by name (never with torch's weights_only advice).
+install_checkpoint_reader()
 
 from . import clustering, datasets, engine, evaluation, models  # noqa: E402,F401

@@ -62,5 +62,21 @@ EVALUATORS = _child('evaluator', mmpretrain_registry.EVALUATORS)
 VISUALIZERS = _child('visualizer', mmpretrain_registry.VISUALIZERS)
 VISBACKENDS = _child('vis_backend', mmpretrain_registry.VISBACKENDS)
 
+
+class OwnScopeRegistry(Registry):
+    """A root registry that always builds in its own scope.
+
+    mmengine builds in the registry of the current default scope; a root registry of
+    ours has no node for ``'mmpretrain'`` (the scope of configs that keep mmpretrain's
+    runtime), and every build warned "Failed to search registry with scope "mmpretrain"
+    ..." before falling back to this very registry.
+    """
+
+    def build(self, cfg: dict, *args, **kwargs):
+        if isinstance(cfg, dict) and '_scope_' not in cfg:
+            cfg = dict(cfg, _scope_=self.scope)
+        return super().build(cfg, *args, **kwargs)
+
+
 # Clustering algorithms have no counterpart in mmpretrain: a root registry of our own.
-CLUSTERERS = Registry('clusterer', scope='hirl_mm', locations=['hirl_mm.clustering'])
+CLUSTERERS = OwnScopeRegistry('clusterer', scope='hirl_mm', locations=['hirl_mm.clustering'])

@@ -1,6 +1,6 @@
 """Embed a whole data set, split across ranks, gathered and placed by ``sample_idx``."""
 import copy
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 from mmengine import dist
@@ -100,8 +100,7 @@ def extract_embedding_shard(model: nn.Module, dataloader: torch.utils.data.DataL
             if normalize:
                 embedding = nn.functional.normalize(embedding, dim=1)
             features.append(embedding.to(dtype))
-            indices.append(torch.tensor([int(s.sample_idx) for s in data['data_samples']],
-                                        device=embedding.device))
+            indices.append(batch_sample_idx(data['data_samples'], embedding.device))
             if progress is not None:
                 progress.update()
     finally:
@@ -111,7 +110,67 @@ def extract_embedding_shard(model: nn.Module, dataloader: torch.utils.data.DataL
     if not features:
         raise RuntimeError('This rank got no sample to embed; the data set is smaller than '
                            'the number of processes.')
+    check_delivered(torch.cat(indices), dataloader)
     return torch.cat(features), torch.cat(indices)
+
+
+def batch_sample_idx(data_samples: Sequence, device: torch.device) -> Tensor:
+    """The ``sample_idx`` of a batch's data samples, as an int64 tensor.
+
+    Raises:
+        ValueError: If a data sample has none, naming the setting to change.
+    """
+    try:
+        return torch.tensor([int(s.sample_idx) for s in data_samples], dtype=torch.long,
+                            device=device)
+    except (AttributeError, KeyError, TypeError) as error:
+        raise ValueError(
+            'The extraction pipeline packs no sample_idx, which places each embedding: keep '
+            "'sample_idx' in the meta_keys of its PackInputs (the default, PackInputs."
+            'DEFAULT_META_KEYS) and use a data set derived from mmengine BaseDataset.'
+        ) from error
+
+
+def check_delivered(received: Tensor, dataloader: torch.utils.data.DataLoader) -> None:
+    """Check this rank got exactly the samples its sampler asked for, naming those that
+    did not come.
+
+    mmengine's ``BaseDataset`` serves a random other sample when its pipeline returns
+    None for one (e.g. ``LoadImageFromFile(ignore_empty=True)`` on a corrupt image), so a
+    sample that fails to load shows up as one missing and another repeated.
+
+    Args:
+        received (Tensor): ``[n]`` the ``sample_idx`` this rank embedded.
+        dataloader (DataLoader): Its loader (its sampler says what was asked for).
+
+    Raises:
+        RuntimeError: Naming the missing samples (and their files) and the likely cause.
+    """
+    try:
+        asked = torch.as_tensor(list(dataloader.sampler), dtype=torch.long)
+    except TypeError:  # a sampler that yields batches or other things: nothing to compare
+        return
+    got = received.cpu()
+    if asked.numel() == got.numel() and torch.equal(asked.sort().values, got.sort().values):
+        return
+    counts = torch.bincount(got, minlength=int(max(asked.max(), got.max())) + 1)
+    missing = [int(i) for i in asked if counts[i] == 0]
+    dataset = dataloader.dataset
+    described = []
+    for idx in missing[:5]:
+        try:
+            path = dataset.get_data_info(idx).get('img_path')
+        except Exception:  # only for the message: a data set without infos
+            path = None
+        described.append(f'{idx} ({path})' if path else str(idx))
+    raise RuntimeError(
+        f'{len(missing)} of the {asked.numel()} samples asked for were not delivered for '
+        f'feature extraction (sample_idx {", ".join(described)}'
+        f'{", ..." if len(missing) > 5 else ""}): the data set served other samples in '
+        f'their place, which mmengine\'s BaseDataset does when a sample fails to load (its '
+        f'pipeline returned None, e.g. LoadImageFromFile(ignore_empty=True) on a missing, '
+        f'corrupt or truncated image). Fix or remove those files (without ignore_empty the '
+        f'loading error itself is raised).')
 
 
 def place_by_index(rows: Tensor, indices: Tensor, num_samples: int) -> Tensor:

@@ -242,6 +242,14 @@ class HIRLMixin:
 _HIRL_CLASSES: Dict[type, type] = {}
 
 
+class UnknownAlgorithmError(KeyError):
+    """``algorithm`` names no registered model. Printed as written: a plain ``KeyError``
+    shows its message as a repr, quotes escaped."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ''
+
+
 def hirl_class(algorithm_cls: Type[BaseSelfSupervisor]) -> type:
     """The HIRL version of an algorithm class (created once, then cached).
 
@@ -282,9 +290,10 @@ def build_hirl(algorithm: Union[str, type], **kwargs) -> BaseSelfSupervisor:
     if isinstance(algorithm, str):
         algorithm_cls = MODELS.get(algorithm)
         if algorithm_cls is None:
-            raise KeyError(f'algorithm={algorithm!r} is not a registered model; use the '
-                           f'name of an mmpretrain self-supervised algorithm, e.g. "SimCLR", '
-                           f'"MoCo", "SimSiam", "SwAV", "BYOL".')
+            raise UnknownAlgorithmError(
+                f'algorithm={algorithm!r} is not a registered model; use the name of an '
+                f'mmpretrain self-supervised algorithm, e.g. "SimCLR", "MoCo", "SimSiam", '
+                f'"SwAV", "BYOL".')
     else:
         algorithm_cls = algorithm
     return hirl_class(algorithm_cls)(**kwargs)

@@ -176,3 +176,25 @@ def test_bad_on_data_change():
     from hirl_mm.engine.hooks import HierarchicalClusteringHook
     with pytest.raises(ValueError, match='on_data_change'):
         HierarchicalClusteringHook(on_data_change='ignore')
+
+
+def test_clusterer_builds_without_a_scope_warning_under_mmpretrains_scope(capsys):
+    from mmengine.registry import DefaultScope
+
+    from hirl_mm.registry import CLUSTERERS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        clusterer = CLUSTERERS.build(dict(type='HierarchicalKMeans', num_clusters=[4, 2]))
+    assert type(clusterer).__name__ == 'HierarchicalKMeans'
+    assert 'Failed to search registry' not in capsys.readouterr().out
+
+
+def test_unknown_algorithm_message_prints_as_written():
+    from mmengine.registry import DefaultScope
+
+    from hirl_mm.registry import MODELS
+    with DefaultScope.overwrite_default_scope('hirl_mm'), pytest.raises(KeyError) as error:
+        MODELS.build(dict(type='HIRL', algorithm='SimCRL', num_clusters=[4, 2],
+                          backbone=dict(type='ResNet', depth=18)))
+    message = str(error.value)
+    assert "algorithm='SimCRL' is not a registered model" in message
+    assert '\\' not in message and not message.startswith(("'", '"'))
