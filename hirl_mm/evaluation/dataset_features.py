@@ -88,6 +88,20 @@ def _dataset_labels(dataset) -> Tuple[Tensor, int, Optional[Tensor], Optional[in
             None if coarse is None else coarse.num_classes, None)
 
 
+def _with_hierarchy_content(dataset_cfg: dict) -> dict:
+    """The data set config with its label hierarchy file's content in place of its path,
+    so that editing the file misses the cache (the cache stores the labels)."""
+    metainfo = dict(dataset_cfg).get('metainfo') or {}
+    spec = metainfo.get('label_hierarchy')
+    if isinstance(spec, dict) and set(spec) == {'file'}:
+        spec = spec['file']
+    if not isinstance(spec, str) or not osp.isfile(spec):
+        return dataset_cfg
+    with open(spec) as f:
+        content = f.read()
+    return dict(dataset_cfg, metainfo=dict(metainfo, label_hierarchy=content))
+
+
 def extract_dataset_features(model: nn.Module,
                              dataset_cfg: dict,
                              batch_size: int,
@@ -132,7 +146,8 @@ def extract_dataset_features(model: nn.Module,
     if cache_dir:
         if checkpoint is None:
             raise ValueError('The feature cache is keyed by the checkpoint: pass checkpoint.')
-        cache_file = feature_cache_file(cache_dir, checkpoint, name, dataset_cfg, model_cfg)
+        cache_file = feature_cache_file(cache_dir, checkpoint, name,
+                                        _with_hierarchy_content(dataset_cfg), model_cfg)
         hit = [osp.isfile(cache_file)]
         dist.broadcast_object_list(hit)  # rank 0 decides: every rank extracts, or none
         if hit[0]:

@@ -115,6 +115,14 @@ def test_features_carry_every_level_through_the_cache_and_cluster_eval(
     data = extract_dataset_features(model, _folder(image_folder, tree_file), **kwargs)
     cached = extract_dataset_features(model, _folder(image_folder, tree_file), **kwargs)
     assert cached.from_cache
+    # Another hierarchy in the same file: its labels are not read from the old cache.
+    other = tmp_path / 'other.json'
+    other.write_text(json.dumps({f'class_{c}': 'one' for c in range(4)}))
+    edited = extract_dataset_features(model, _folder(image_folder, other), **kwargs)
+    other.write_text(json.dumps({f'class_{c}': f'g{c % 2}' for c in range(4)}))
+    again = extract_dataset_features(model, _folder(image_folder, other), **kwargs)
+    assert not again.from_cache and again.cache_file != edited.cache_file
+    assert again.label_levels()['coarse'][1] == 2 != edited.label_levels()['coarse'][1]
     for features in (data, cached):
         levels = features.label_levels()
         assert list(levels) == ['fine', 'temperature', 'root']
