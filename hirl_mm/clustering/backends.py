@@ -8,7 +8,8 @@ Every back end is a function with the signature of :data:`KMeansFn`::
 
 both on ``x``'s device; ``init`` (``[k, D]``, optional) starts one restart from given
 centroids (a warm start). The sharded multi-process back end is
-:mod:`.kmeans_distributed` (used through ``HierarchicalKMeans.cluster_shard``). Callers validate ``x`` (finite, 2-D, ``1 <= k <= n``) beforehand.
+:mod:`.kmeans_distributed` (used through ``HierarchicalKMeans.cluster_shard``). Callers
+validate ``x`` (finite, 2-D, ``1 <= k <= n``) beforehand.
 """
 import importlib
 from typing import Callable, Optional, Tuple

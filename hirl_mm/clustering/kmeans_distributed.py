@@ -45,16 +45,28 @@ def _rows_per_chunk(k: int, dim: int, chunk_elements: int) -> int:
     return max(1, chunk_elements // max(k, dim))
 
 
-def _owned_rows(rows: Tensor, positions: Tensor, wanted: Tensor, num_positions: int,
-                dim: int) -> Tensor:
+def slots_of(positions: Tensor, wanted: Tensor) -> Tensor:
+    """For every local position, its index in ``wanted`` (distinct positions), else -1.
+
+    By binary search in the sorted ``wanted``: memory grows with the shard and ``wanted``,
+    never with the whole data set.
+    """
+    if wanted.numel() == 0:
+        return torch.full_like(positions, -1)
+    wanted = wanted.to(positions.device)
+    order = torch.argsort(wanted)
+    sorted_wanted = wanted[order]
+    at = torch.searchsorted(sorted_wanted, positions).clamp_max(wanted.numel() - 1)
+    return torch.where(sorted_wanted[at] == positions, order[at], torch.full_like(positions, -1))
+
+
+def _owned_rows(rows: Tensor, positions: Tensor, wanted: Tensor, dim: int) -> Tensor:
     """``[len(wanted), D]`` rows at global ``wanted`` positions, assembled on every rank.
 
     Each rank fills the rows it owns (``rows[i]`` sits at ``positions[i]``) into zeros and
     the sum over ranks completes the tensor: every position is owned by exactly one rank.
     """
-    slot = torch.full((num_positions, ), -1, dtype=torch.long, device=rows.device)
-    slot[wanted.to(rows.device)] = torch.arange(wanted.numel(), device=rows.device)
-    local_slot = slot[positions]
+    local_slot = slots_of(positions, wanted)
     owned = local_slot >= 0
     out = torch.zeros(wanted.numel(), dim, dtype=torch.float32, device=rows.device)
     out[local_slot[owned]] = rows[owned].to(torch.float32)
@@ -64,7 +76,7 @@ def _owned_rows(rows: Tensor, positions: Tensor, wanted: Tensor, num_positions: 
 
 def _assign_and_sum(x: Tensor, centroids: Tensor,
                     chunk_elements: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Local step: nearest centroid of every row, chunked, with float64 partial sums.
+    """Local step: nearest centroid of every row, chunked, with float64 running sums.
 
     Returns:
         tuple: ``[n]`` int64 assignment, ``[k]`` int64 counts, ``[k, D]`` float64 sums
@@ -82,7 +94,9 @@ def _assign_and_sum(x: Tensor, centroids: Tensor,
         assignment[start:start + rows] = idx
         block_counts = torch.bincount(idx, minlength=k)
         counts += block_counts
-        sums += centroid_sums(block.double(), idx, block_counts)
+        # float32 within a chunk (as the single-process back end), float64 across chunks
+        # and ranks, without a float64 copy of the chunk.
+        sums += centroid_sums(block, idx, block_counts)
         objective += sq_dists.double().sum()
     return assignment, counts, sums, objective
 
@@ -162,7 +176,7 @@ def sharded_kmeans(x: Tensor,
                          f'N={num_points}.')
     dim = x.shape[1]
     if k == num_points:  # every point is its own centroid, as the other back ends do
-        centroids = _owned_rows(x, positions, torch.arange(num_points), num_points, dim)
+        centroids = _owned_rows(x, positions, torch.arange(num_points), dim)
         return ShardedKMeansResult(centroids, nearest_centroid_chunked(x, centroids),
                                    [0.0], 0)
 
@@ -171,9 +185,7 @@ def sharded_kmeans(x: Tensor,
     if subset is None:
         train, train_positions, num_train = x, positions, num_points
     else:  # this rank's rows of the subset, with their positions in the subset
-        in_subset = torch.full((num_points, ), -1, dtype=torch.long, device=x.device)
-        in_subset[subset.to(x.device)] = torch.arange(subset.numel(), device=x.device)
-        local = in_subset[positions]
+        local = slots_of(positions, subset)
         keep = local >= 0
         train, train_positions, num_train = x[keep], local[keep], subset.numel()
 
@@ -183,7 +195,7 @@ def sharded_kmeans(x: Tensor,
             start = init.detach().to(device=x.device, dtype=torch.float32)
         else:
             start = _owned_rows(train, train_positions,
-                                draw_init_rows(num_train, k, generator), num_train, dim)
+                                draw_init_rows(num_train, k, generator), dim)
         centroids, objective, splits = _lloyd(train, start, num_iters, chunk_elements)
         objectives.append(objective)
         num_split += splits

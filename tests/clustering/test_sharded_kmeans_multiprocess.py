@@ -139,3 +139,10 @@ def test_single_process_sharded_equals_torch_backend():
     res = sharded_kmeans(x[order], order, worker.N, 12, 6, 2, 1, 20, chunk_elements=50)
     torch.testing.assert_close(res.centroids, ref[0], rtol=0, atol=1e-5)
     assert torch.equal(res.assignment, ref[1][order])
+
+
+def test_slots_of_finds_local_positions_in_the_wanted_ones():
+    from hirl_mm.clustering.kmeans_distributed import slots_of
+    slots = slots_of(torch.tensor([5, 2, 9, 7, 3]), torch.tensor([9, 5, 3]))
+    assert slots.tolist() == [1, -1, 0, -1, 2]
+    assert slots_of(torch.tensor([1, 2]), torch.tensor([], dtype=torch.long)).tolist() == [-1, -1]
