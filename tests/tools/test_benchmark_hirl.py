@@ -63,7 +63,7 @@ def test_section_selection():
     args = bench.parse_args(['--only', 'bank,heads', 'kmeans-by-dim', '--skip-heads'])
     assert bench.selected_sections(args) == ['kmeans-by-dim', 'bank']
     args = bench.parse_args(['--skip-loss', '--skip-kmeans'])
-    assert bench.selected_sections(args) == ['heads', 'kmeans-by-dim', 'bank']
+    assert bench.selected_sections(args) == ['heads', 'kmeans-by-dim', 'kmeans-sharded', 'bank']
     with pytest.raises(SystemExit):
         bench.parse_args(['--only', 'nope'])
 
@@ -113,3 +113,32 @@ def test_main_runs_heads_in_subprocesses(capsys):
     out = capsys.readouterr().out
     assert 'INCLUDING the semantic heads' in out and f'{3 * 8 * (2 * 8 + 3):,}' in out
     assert '32,000' in out
+
+
+def test_sharded_kmeans_bank_shards_reassemble_the_bank():
+    import torch
+    sharded = importlib.import_module('hirl_benchmarks.kmeans_sharded_worker')
+    sharded.BLOCK_ROWS = 7  # several blocks at toy size
+    full, idx = sharded.bank_rows(30, 4, 0, 0, 1, torch.device('cpu'))
+    assert torch.equal(idx, torch.arange(30))
+    torch.testing.assert_close(full.norm(dim=1), torch.ones(30))
+    for world in (2, 3):
+        for rank in range(world):
+            rows, idx = sharded.bank_rows(30, 4, 0, rank, world, torch.device('cpu'))
+            assert idx.tolist() == list(range(rank, 30, world))
+            assert torch.equal(rows, full[idx])
+
+
+def test_sharded_kmeans_partition_objective():
+    import torch
+    sharded = importlib.import_module('hirl_benchmarks.kmeans_sharded_worker')
+    x = torch.randn(50, 3)
+    assignment = torch.randint(4, (50, ))
+    expected = sum(float(((x[assignment == c] - x[assignment == c].mean(0))**2).sum())
+                   for c in range(4) if (assignment == c).any())
+    assert abs(sharded.partition_objective(x, assignment, 4) - expected) < 1e-6 * expected
+
+
+def test_sharded_section_is_selectable():
+    args = bench.parse_args(['--only', 'kmeans-sharded', '--sharded-worlds', '2'])
+    assert bench.selected_sections(args) == ['kmeans-sharded'] and args.sharded_worlds == [2]

@@ -16,7 +16,12 @@
     for each requested back end.
 (d) ``kmeans-by-dim``: one hierarchical k-means round at each ``--embedding-dims`` width
     on the same number of random normalised features.
-(e) ``bank``: the bytes of the clustering feature bank every rank holds for a data set of
+(e) ``kmeans-sharded``: single-process hierarchical k-means (faiss, torch) against the
+    sharded back end on ``--sharded-worlds`` gloo processes, on the same bank (the
+    ``--kmeans-*`` sizes): wall time, peak memory per process, objective vs faiss,
+    agreement with the single-process torch back end; then the next round on drifted
+    features, cold vs warm started.
+(f) ``bank``: the bytes of the clustering feature bank every rank holds for a data set of
     ``--bank-samples`` images (ImageNet-1k by default), float32, per width. Computed
     (``N * D * 4``), not measured.
 
@@ -28,6 +33,8 @@ Example::
     python tools/analysis_tools/benchmark_hirl.py --device cpu
     python tools/analysis_tools/benchmark_hirl.py --device cuda --skip-kmeans
     python tools/analysis_tools/benchmark_hirl.py --only heads kmeans-by-dim bank
+    python tools/analysis_tools/benchmark_hirl.py --only kmeans-sharded \
+        --kmeans-points 200000 --kmeans-clusters 2000 500 50 --sharded-worlds 2 4
 """
 import argparse
 import os
@@ -44,10 +51,11 @@ if _HERE not in sys.path:
 from hirl_benchmarks.feature_bank import IMAGENET_1K_TRAIN_IMAGES, benchmark_bank  # noqa: E402
 from hirl_benchmarks.heads import benchmark_heads  # noqa: E402
 from hirl_benchmarks.kmeans import benchmark_kmeans, benchmark_kmeans_by_dim  # noqa: E402
+from hirl_benchmarks.kmeans_sharded import benchmark_kmeans_sharded  # noqa: E402
 from hirl_benchmarks.semantic_loss import benchmark_loss  # noqa: E402
 from hirl_benchmarks.worker import run_worker  # noqa: E402
 
-SECTIONS = ('loss', 'heads', 'kmeans', 'kmeans-by-dim', 'bank')
+SECTIONS = ('loss', 'heads', 'kmeans', 'kmeans-by-dim', 'kmeans-sharded', 'bank')
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -118,6 +126,20 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                     help='restarts per level (reduced: the HIRL configs use 5)')
     kd.add_argument('--kmeans-by-dim-backend', default='auto',
                     choices=['auto', 'faiss', 'torch'])
+    ks = parser.add_argument_group('sharded hierarchical k-means (uses the --kmeans-* sizes '
+                                   'and --kmeans-backends)')
+    ks.add_argument('--skip-kmeans-sharded', action='store_true',
+                    help='skip the sharded k-means benchmark')
+    ks.add_argument('--sharded-worlds', type=int, nargs='*', default=[2, 4],
+                    help='numbers of processes of the sharded back end')
+    ks.add_argument('--kmeans-drift', type=float, default=0.05,
+                    help='noise added to the features before the next (cold / warm) round')
+    ks.add_argument('--warm-redo', type=int, default=1,
+                    help='restarts of a warm-started round (warm_start_num_redo)')
+    # Internal: what a k-means worker process runs.
+    ks.add_argument('--kmeans-backend', default='torch', help=argparse.SUPPRESS)
+    ks.add_argument('--kmeans-out', help=argparse.SUPPRESS)
+    ks.add_argument('--kmeans-warm', action='store_true', help=argparse.SUPPRESS)
     bank = parser.add_argument_group('feature bank size, computed (uses --embedding-dims)')
     bank.add_argument('--skip-bank', action='store_true', help='skip the feature bank sizes')
     bank.add_argument('--bank-samples', type=int, default=IMAGENET_1K_TRAIN_IMAGES,
@@ -125,7 +147,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--strict', action='store_true',
                         help='exit with status 1 if a target is missed')
     # Internal: run one loss variant and print its measurements (used by subprocesses).
-    parser.add_argument('--worker', choices=['ours', 'naive', 'heads'], help=argparse.SUPPRESS)
+    parser.add_argument('--worker', choices=['ours', 'naive', 'heads', 'kmeans-single',
+                                             'kmeans-sharded'], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.only is not None:
         only = [name for item in args.only for name in item.split(',') if name]
@@ -174,7 +197,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           + (f', {torch.cuda.get_device_name()}' if args.device == 'cuda' else ''))
     ok = True
     runners = {'loss': benchmark_loss, 'kmeans': benchmark_kmeans, 'heads': benchmark_heads,
-               'kmeans-by-dim': benchmark_kmeans_by_dim, 'bank': benchmark_bank}
+               'kmeans-by-dim': benchmark_kmeans_by_dim, 'bank': benchmark_bank,
+               'kmeans-sharded': benchmark_kmeans_sharded}
     for i, section in enumerate(selected_sections(args)):
         if i:
             print()

@@ -10,12 +10,17 @@ from .semantic_loss import loss_case
 
 
 def run_worker(args: argparse.Namespace) -> None:
-    """Measure one loss variant (this process runs nothing else) and print a JSON line.
+    """Measure one variant (this process runs nothing else) and print a JSON line.
 
     Args:
         args (argparse.Namespace): The benchmark's arguments; ``args.worker`` is
-            ``'ours'``, ``'naive'`` or ``'heads'``.
+            ``'ours'``, ``'naive'``, ``'heads'`` (a loss variant) or ``'kmeans-single'`` /
+            ``'kmeans-sharded'`` (a process of the sharded k-means section).
     """
+    if args.worker.startswith('kmeans-'):
+        from .kmeans_sharded_worker import run_sharded, run_single
+        (run_single if args.worker == 'kmeans-single' else run_sharded)(args)
+        return
     device = torch.device(args.device)
     case = (heads_case(args.num_mlp_layer, args.seed, device) if args.worker == 'heads'
             else loss_case(args.worker, args.seed, device))
