@@ -10,10 +10,10 @@ The momentum encoders of mmpretrain's MoCo v3 (``momentum_encoder``) and BYOL
 """
 from typing import Dict
 
-from torch import Tensor
+from torch import Tensor, nn
 
 __all__ = ['TEACHER_BACKBONE_PREFIX', 'MOMENTUM_BACKBONE_PREFIXES', 'PRETRAIN_ONLY_KEYS',
-           'SOURCES', 'teacher_backbone_state', 'has_teacher_backbone']
+           'SOURCES', 'teacher_backbone_state', 'has_teacher_backbone', 'evaluated_backbone']
 
 TEACHER_BACKBONE_PREFIX = 'teacher.module.0.'
 # Averaged encoders built as CosineEMA(nn.Sequential(backbone, neck)): DINO / iBOT,
@@ -72,3 +72,17 @@ def teacher_backbone_state(state_dict: Dict[str, Tensor], source: str = 'teacher
 def has_teacher_backbone(state_dict: Dict[str, Tensor]) -> bool:
     """Whether a state dict is a DINO / iBOT checkpoint's (it holds a teacher backbone)."""
     return any(key.startswith(TEACHER_BACKBONE_PREFIX) for key in state_dict)
+
+
+def evaluated_backbone(model: nn.Module) -> nn.Module:
+    """The backbone the papers evaluate: the teacher's for DINO / iBOT, else the model's.
+
+    Args:
+        model (nn.Module): A built (unwrapped) self-supervised model, HIRL or not.
+
+    Returns:
+        nn.Module: ``model.teacher.module[0]`` where the model has a teacher, else
+        ``model.backbone``.
+    """
+    teacher = getattr(model, 'teacher', None)
+    return teacher.module[0] if teacher is not None else model.backbone

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from hirl_mm.utils.teacher_backbone import has_teacher_backbone, teacher_backbone_state
+from hirl_mm.utils.teacher_backbone import (evaluated_backbone, has_teacher_backbone,
+                                           teacher_backbone_state)
 
 T = torch.zeros(1)
 
@@ -24,3 +25,16 @@ def test_sources():
         teacher_backbone_state(mocov3, 'teacher')
     with pytest.raises(ValueError, match='source must be one of'):
         teacher_backbone_state(dino, 'ema')
+
+
+def test_evaluated_backbone_is_the_teachers_where_there_is_one():
+    from mmpretrain.models import CosineEMA
+    student = torch.nn.Linear(2, 2)
+    plain = torch.nn.Module()
+    plain.backbone = student
+    assert evaluated_backbone(plain) is student
+    distilled = torch.nn.Module()
+    distilled.backbone = student
+    distilled.teacher = CosineEMA(torch.nn.Sequential(student, torch.nn.Identity()))
+    assert evaluated_backbone(distilled) is distilled.teacher.module[0]
+    assert evaluated_backbone(distilled) is not student

@@ -17,6 +17,7 @@ from hirl_mm.models.utils.embedding import backbone_embedding
 from hirl_mm.models.utils.embedding_encoder import call_unmasked
 from hirl_mm.registry import HOOKS
 from hirl_mm.utils.feature_extraction import build_extraction_loader, extract_embeddings
+from hirl_mm.utils.teacher_backbone import evaluated_backbone
 
 
 def holdout_split(num_samples: int, fraction: float, max_queries: int, seed: int
@@ -145,12 +146,14 @@ class HierarchyMonitorHook(Hook):
             self.evaluate(runner, step=done)
 
     def knn_top1(self, runner: Runner) -> float:
-        """KNN top-1 (%) of the backbone's pooled features on the held-out images."""
+        """KNN top-1 (%) of the evaluated backbone's pooled features on the held-out images."""
         model = get_ori_model(runner.model)
         was_training = model.training
         model.eval()
         features = extract_embeddings(
-            model, self._loader, lambda x: backbone_embedding(call_unmasked(model.backbone, x)),
+            model, self._loader,
+            # DINO / iBOT: the teacher's backbone, which the papers (and hirl_report) evaluate.
+            lambda x: backbone_embedding(call_unmasked(evaluated_backbone(model), x)),
             show_progress=False)
         model.train(was_training)
         fine = self._levels['fine']

@@ -51,6 +51,7 @@ from hirl_mm.evaluation import (linear_probe_accuracy, normalized_mutual_info,
 from hirl_mm.models.utils.embedding import backbone_embedding
 from hirl_mm.registry import MODELS
 from hirl_mm.utils.feature_extraction import build_extraction_loader, extract_embeddings
+from hirl_mm.utils.teacher_backbone import evaluated_backbone
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 VARIANTS = {
@@ -160,12 +161,6 @@ def _train(config: str, work_dir: str, overrides: Dict[str, Any]) -> str:
         print('+', ' '.join(cmd), flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT)
     return checkpoint
-
-
-def evaluated_backbone(model: torch.nn.Module) -> torch.nn.Module:
-    """The backbone the papers evaluate: the teacher's for DINO / iBOT, else the model's."""
-    teacher = getattr(model, 'teacher', None)
-    return teacher.module[0] if teacher is not None else model.backbone
 
 
 def evaluate(config: str, checkpoint: Optional[str], seed: int,
