@@ -111,6 +111,11 @@ def test_records_the_data_it_was_built_on_and_says_what_changed():
 
 
 def test_checkpoints_without_a_fingerprint_load_and_say_so(capsys):
+    import uuid
+
+    from mmengine.logging import MMLogger
+    # A fresh current logger: its stream handler writes to the captured stdout.
+    MMLogger.get_instance(f'fingerprint_{uuid.uuid4().hex}')
     protos = HierarchicalPrototypes([4, 2], dim=4)
     protos.update(*_clustering(n=10))
     old = {k: v for k, v in protos.state_dict().items() if k != 'data_fingerprint'}
