@@ -12,12 +12,14 @@ IMAGENET_1K_TRAIN_IMAGES = 1281167
 
 
 def bank_bytes(num_samples: int, dim: int, bytes_per_value: int = 4) -> Dict[str, int]:
-    """Bytes of the clustering feature bank on each rank (computed, not measured).
+    """Bytes of the clustering feature bank on each rank on the gather path (computed).
 
+    On the gather path (``HierarchicalKMeans(distributed=False)``, or one process)
     ``extract_embeddings`` all-gathers every rank's rows and places them by ``sample_idx``,
-    so every rank holds the whole ``[N, D]`` bank; while the gathered rows and the placed
-    copy coexist the peak is about twice that (the rank's own ~N/world_size shard and the
-    int64 sample indices come on top).
+    so every rank holds the whole ``[N, D]`` bank (the sharded back end, the default with
+    several processes, holds ``N / world_size`` rows per rank); while the gathered rows
+    and the placed copy coexist the peak is about twice that (the rank's own
+    ~N/world_size shard and the int64 sample indices come on top).
 
     Args:
         num_samples (int): Images ``N``.
@@ -41,7 +43,9 @@ def benchmark_bank(args: argparse.Namespace) -> Dict[int, Dict[str, int]]:
     what = ' (ImageNet-1k train)' if n == IMAGENET_1K_TRAIN_IMAGES else ''
     print(f'== Feature bank per rank for {n:,} images{what}, float32: COMPUTED as '
           f'N x D x 4 bytes, NOT measured ==')
-    print('every rank holds the whole bank (extract_embeddings all-gathers the rows); peak '
+    print('gather path (distributed=False or one process): every rank holds the whole bank '
+          '(extract_embeddings all-gathers the rows; the sharded back end, the default with '
+          'several processes, holds N/world_size rows per rank); peak '
           '~2x while the gathered rows and the placed copy coexist (place_by_index), plus '
           "the rank's own ~N/world_size shard and N int64 indices; GB = 1e9 bytes")
     print_header(f'{"D":>5} {"bank bytes":>16} {"bank":>10} {"peak (~2x)":>11}  embedding', 30)
