@@ -110,19 +110,18 @@ def test_records_the_data_it_was_built_on_and_says_what_changed():
     assert fresh.recorded_fingerprint == b'a' * 16 and fresh.num_samples == 10
 
 
-def test_checkpoints_without_a_fingerprint_load_and_say_so(capsys):
-    import uuid
-
-    from mmengine.logging import MMLogger
-    # A fresh current logger: its stream handler writes to the captured stdout.
-    MMLogger.get_instance(f'fingerprint_{uuid.uuid4().hex}')
+def test_checkpoints_without_a_fingerprint_load_and_say_so(monkeypatch):
+    import hirl_mm.models.utils.hierarchical_prototypes as module
+    # Capture what is logged, whatever loggers earlier tests left behind.
+    messages = []
+    monkeypatch.setattr(module, 'print_log', lambda msg, *a, **k: messages.append(msg))
     protos = HierarchicalPrototypes([4, 2], dim=4)
     protos.update(*_clustering(n=10))
     old = {k: v for k, v in protos.state_dict().items() if k != 'data_fingerprint'}
     fresh = HierarchicalPrototypes([4, 2], dim=4)
     result = fresh.load_state_dict(old, strict=True)  # no missing key either
     assert not result.missing_keys
-    logged = capsys.readouterr().out  # mmengine's 'current' logger prints to stdout
+    logged = '\n'.join(messages)
     assert 'record no fingerprint' in logged and 're-clusters before using them' in logged
     assert fresh.ready and fresh.recorded_fingerprint is None
     assert 'record no fingerprint of their data' in fresh.data_mismatch(10, b'a' * 16)
