@@ -3,6 +3,7 @@
 Images are small PNGs of four visually distinct classes, read back through mmpretrain's
 ``CustomDataset`` and ``LoadImageFromFile`` exactly as an ImageNet-style folder would be.
 """
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -129,7 +130,18 @@ def hirl_config(algorithm: str, data_root: Path, work_dir: Path, max_epochs: int
         launcher=launcher,
         randomness=dict(seed=seed),
         log_level='WARNING',
+        **_fresh_logger(launcher),
     )
+
+
+def _fresh_logger(launcher: str) -> dict:
+    """A unique ``experiment_name`` for one-process runs.
+
+    mmengine names a Runner's logger after the second it was built in, so two Runners built
+    within one second share a logger and the second writes into the first's log file. The
+    ranks of a distributed run must agree on the name, so they keep mmengine's default.
+    """
+    return dict(experiment_name=f'tiny_{uuid.uuid4().hex}') if launcher == 'none' else {}
 
 
 def shrunk_config(config: str, work_dir: Path, num_per_class: int = 5, batch_size: int = 8,
@@ -164,6 +176,7 @@ def shrunk_config(config: str, work_dir: Path, num_per_class: int = 5, batch_siz
         cfg.model.num_clusters = [12, 6, 3]
         cfg.model.semantic_head.num_neg_path = 8
     cfg.log_level = 'WARNING'
+    cfg.update(_fresh_logger(cfg.get('launcher', 'none')))
     return cfg
 
 
