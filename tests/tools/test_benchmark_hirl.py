@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
+from tiny_setup import needs_fashion_mnist
 
 SCRIPT = Path(__file__).parents[2] / 'tools' / 'analysis_tools' / 'benchmark_hirl.py'
 spec = importlib.util.spec_from_file_location('benchmark_hirl', SCRIPT)
@@ -63,7 +64,8 @@ def test_section_selection():
     args = bench.parse_args(['--only', 'bank,heads', 'kmeans-by-dim', '--skip-heads'])
     assert bench.selected_sections(args) == ['kmeans-by-dim', 'bank']
     args = bench.parse_args(['--skip-loss', '--skip-kmeans'])
-    assert bench.selected_sections(args) == ['heads', 'kmeans-by-dim', 'kmeans-sharded', 'bank']
+    assert bench.selected_sections(args) == ['heads', 'kmeans-by-dim', 'kmeans-sharded',
+                                             'overhead', 'bank']
     with pytest.raises(SystemExit):
         bench.parse_args(['--only', 'nope'])
 
@@ -142,3 +144,47 @@ def test_sharded_kmeans_partition_objective():
 def test_sharded_section_is_selectable():
     args = bench.parse_args(['--only', 'kmeans-sharded', '--sharded-worlds', '2'])
     assert bench.selected_sections(args) == ['kmeans-sharded'] and args.sharded_worlds == [2]
+
+
+def test_overhead_table_and_ratios(capsys):
+    overhead = importlib.import_module('hirl_benchmarks.overhead')
+
+    def epoch(n, total, steps, extract=0., cluster=0.):
+        return dict(epoch=n, total=total, steps=steps, data=1., extract=extract,
+                    cluster=cluster, other=total - steps - 1. - extract - cluster, images=100)
+
+    baseline = dict(records=[epoch(1, 10., 8.), epoch(2, 10., 8.)], num_samples=100,
+                    batch_size=10, num_clusters=None, embed_dim=None)
+    hirl = dict(records=[epoch(1, 10., 8.), epoch(2, 14., 9., 1., 2.)], num_samples=100,
+                batch_size=10, num_clusters=[10, 5], embed_dim=16)
+    overhead.print_overhead(baseline, hirl)
+    out = capsys.readouterr().out
+    assert 'epochs with a clustering round : HIRL / baseline 1.40x (MISSES the 1.25x' in out
+    assert 'all epochs                     : HIRL / baseline 1.20x (meets the 1.25x' in out
+    assert 'warm-up epochs (no round)      : HIRL / baseline 1.00x' in out
+    # Per image: 80 ms baseline step, 90 ms HIRL step; extraction 10 ms = 0.12x a step.
+    assert 'baseline training step 80.000; HIRL training step' in out and '90.000 (1.12x)' in out
+    assert 'extraction 1.00 s (10.000 ms / image, 0.12x' in out
+
+
+@pytest.mark.slow
+@needs_fashion_mnist()
+def test_overhead_section_trains_both_configs(capsys):
+    """The real path: the demo config and its baseline, 2 epochs on 60 images each."""
+    argv = ['--only', 'overhead', '--overhead-options', 'train_cfg.max_epochs=2',
+            'train_dataloader.dataset.num_per_class=6', 'train_dataloader.batch_size=20',
+            'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+            '--overhead-hirl-options', 'model.num_clusters=[12,6,3]',
+            'custom_hooks.0.warmup_epochs=1']
+    args = bench.parse_args(argv)
+    runs = bench.benchmark_overhead(args)
+    out = capsys.readouterr().out
+    base, hirl = runs['baseline'], runs['hirl']
+    assert base['num_samples'] == hirl['num_samples'] == 60
+    assert hirl['num_clusters'] == [12, 6, 3] and base['num_clusters'] is None
+    assert [r['images'] for r in base['records']] == [60, 60]
+    # Warm-up epoch 1 has no round; epoch 2 follows one.
+    assert hirl['records'][0]['extract'] == 0 and hirl['records'][1]['extract'] > 0
+    assert all(r['extract'] == r['cluster'] == 0 for r in base['records'])
+    assert 'epochs with a clustering round : HIRL / baseline' in out
+    assert '60 training images, batch 20; HIRL clusters [12, 6, 3] in 64-d' in out

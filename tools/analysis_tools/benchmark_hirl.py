@@ -21,7 +21,11 @@
     ``--kmeans-*`` sizes): wall time, peak memory per process, objective vs faiss,
     agreement with the single-process torch back end; then the next round on drifted
     features, cold vs warm started.
-(f) ``bank``: the bytes of the clustering feature bank every rank holds for a data set of
+(f) ``overhead``: HIRL's cost per epoch: the demo config and its baseline (same data, seed
+    and schedule) trained one after the other, timed epoch by epoch with ``EpochTimerHook``
+    and split into training steps, data loading, extraction, clustering and other hooks;
+    the ratio HIRL / baseline against the 1.25x target, and the per-image costs.
+(g) ``bank``: the bytes of the clustering feature bank every rank holds for a data set of
     ``--bank-samples`` images (ImageNet-1k by default), float32, per width. Computed
     (``N * D * 4``), not measured.
 
@@ -35,6 +39,7 @@ Example::
     python tools/analysis_tools/benchmark_hirl.py --only heads kmeans-by-dim bank
     python tools/analysis_tools/benchmark_hirl.py --only kmeans-sharded \
         --kmeans-points 200000 --kmeans-clusters 2000 500 50 --sharded-worlds 2 4
+    python tools/analysis_tools/benchmark_hirl.py --only overhead
 """
 import argparse
 import os
@@ -52,10 +57,12 @@ from hirl_benchmarks.feature_bank import IMAGENET_1K_TRAIN_IMAGES, benchmark_ban
 from hirl_benchmarks.heads import benchmark_heads  # noqa: E402
 from hirl_benchmarks.kmeans import benchmark_kmeans, benchmark_kmeans_by_dim  # noqa: E402
 from hirl_benchmarks.kmeans_sharded import benchmark_kmeans_sharded  # noqa: E402
+from hirl_benchmarks.overhead import (DEMO_BASELINE, DEMO_CONFIG,  # noqa: E402
+                                      benchmark_overhead)
 from hirl_benchmarks.semantic_loss import benchmark_loss  # noqa: E402
 from hirl_benchmarks.worker import run_worker  # noqa: E402
 
-SECTIONS = ('loss', 'heads', 'kmeans', 'kmeans-by-dim', 'kmeans-sharded', 'bank')
+SECTIONS = ('loss', 'heads', 'kmeans', 'kmeans-by-dim', 'kmeans-sharded', 'overhead', 'bank')
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -140,6 +147,23 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     ks.add_argument('--kmeans-backend', default='torch', help=argparse.SUPPRESS)
     ks.add_argument('--kmeans-out', help=argparse.SUPPRESS)
     ks.add_argument('--kmeans-warm', action='store_true', help=argparse.SUPPRESS)
+    ov = parser.add_argument_group('HIRL overhead per epoch (two trainings, minutes)')
+    ov.add_argument('--skip-overhead', action='store_true', help='skip the overhead section')
+    ov.add_argument('--overhead-config', default=DEMO_CONFIG, help='the HIRL config')
+    ov.add_argument('--overhead-baseline', default=DEMO_BASELINE,
+                    help='its baseline: the same config without HIRL')
+    ov.add_argument('--overhead-options', nargs='+', metavar='KEY=VALUE',
+                    help='config options for both trainings (as --cfg-options), e.g. '
+                    'train_cfg.max_epochs=4')
+    ov.add_argument('--overhead-hirl-options', nargs='+', metavar='KEY=VALUE',
+                    help='config options for the HIRL training only, e.g. '
+                    'model.num_clusters=[12,6,3]')
+    ov.add_argument('--overhead-keep-monitor', action='store_true',
+                    help="keep the HIRL config's HierarchyMonitorHook (an evaluation the "
+                    'baseline does not run; dropped by default)')
+    ov.add_argument('--overhead-run-config', help=argparse.SUPPRESS)
+    ov.add_argument('--overhead-run-options', nargs='+', help=argparse.SUPPRESS)
+    ov.add_argument('--overhead-work-dir', help=argparse.SUPPRESS)
     bank = parser.add_argument_group('feature bank size, computed (uses --embedding-dims)')
     bank.add_argument('--skip-bank', action='store_true', help='skip the feature bank sizes')
     bank.add_argument('--bank-samples', type=int, default=IMAGENET_1K_TRAIN_IMAGES,
@@ -148,7 +172,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='exit with status 1 if a target is missed')
     # Internal: run one loss variant and print its measurements (used by subprocesses).
     parser.add_argument('--worker', choices=['ours', 'naive', 'heads', 'kmeans-single',
-                                             'kmeans-sharded'], help=argparse.SUPPRESS)
+                                             'kmeans-sharded', 'overhead'],
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.only is not None:
         only = [name for item in args.only for name in item.split(',') if name]
@@ -198,7 +223,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ok = True
     runners = {'loss': benchmark_loss, 'kmeans': benchmark_kmeans, 'heads': benchmark_heads,
                'kmeans-by-dim': benchmark_kmeans_by_dim, 'bank': benchmark_bank,
-               'kmeans-sharded': benchmark_kmeans_sharded}
+               'kmeans-sharded': benchmark_kmeans_sharded, 'overhead': benchmark_overhead}
     for i, section in enumerate(selected_sections(args)):
         if i:
             print()

@@ -1,3 +1,4 @@
+from .epoch_timer_hook import EpochTimerHook
 from .freeze_last_layer_hook import FreezeLastLayerHook
 from .hierarchical_clustering_hook import (IMAGENET_EXTRACT_PIPELINE,
                                            HierarchicalClusteringHook)
@@ -6,6 +7,6 @@ from .non_finite_loss_hook import NonFiniteLossError, NonFiniteLossHook
 from .per_param_grad_clip_hook import PerParamGradClipHook
 from .teacher_temp_warmup_hook import TeacherTempWarmupHook
 
-__all__ = ['HierarchicalClusteringHook', 'IMAGENET_EXTRACT_PIPELINE', 'FreezeLastLayerHook',
+__all__ = ['EpochTimerHook', 'HierarchicalClusteringHook', 'IMAGENET_EXTRACT_PIPELINE', 'FreezeLastLayerHook',
            'NonFiniteLossError', 'NonFiniteLossHook', 'PerParamGradClipHook',
            'TeacherTempWarmupHook', 'HierarchyMonitorHook']

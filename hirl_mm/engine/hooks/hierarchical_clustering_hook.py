@@ -30,6 +30,9 @@ IMAGENET_EXTRACT_PIPELINE = [
 BANK_DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
 # What the hook does when stored prototypes do not belong to the training set.
 ON_DATA_CHANGE = ('recluster', 'error')
+# Message-hub info where the hook leaves its last round's timings for EpochTimerHook:
+# ``{'end': perf_counter() at its end, 'extract_seconds', 'cluster_seconds'}``.
+LAST_ROUND_INFO = 'hirl/last_round'
 
 
 def _with_pipeline(dataset_cfg: dict, pipeline: List[dict]) -> dict:
@@ -288,6 +291,10 @@ class HierarchicalClusteringHook(Hook):
             f'HIRL clustering of {prototypes.num_samples} samples: extraction '
             f'{extract_seconds:.1f} s, clustering {cluster_seconds:.1f} s\n'
             + format_cluster_size_stats(stats))
+        # For EpochTimerHook, which splits the epoch's time.
+        runner.message_hub.update_info(LAST_ROUND_INFO, dict(
+            end=time.perf_counter(), extract_seconds=extract_seconds,
+            cluster_seconds=cluster_seconds))
         if dist.is_main_process():
             scalars: Dict[str, float] = {'hirl/extract_seconds': extract_seconds,
                                          'hirl/cluster_seconds': cluster_seconds}

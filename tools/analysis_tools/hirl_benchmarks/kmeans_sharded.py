@@ -12,17 +12,15 @@ torch back end (the sharded back end makes the same random draws from the same s
 A last table runs the next round on drifted features cold and warm started.
 """
 import argparse
-import json
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 from typing import Dict, List, Optional
 
 import torch
 
-from .measure import ENTRY_SCRIPT, WORKER_TAG
+from .measure import ENTRY_SCRIPT, run_worker_command
 from .report import mib, print_header
 
 
@@ -41,20 +39,11 @@ def _worker_args(args: argparse.Namespace, out: str) -> List[str]:
     return cmd + (['--threads', str(args.threads)] if args.threads else [])
 
 
-def _run(cmd: List[str], what: str, env: Optional[Dict[str, str]] = None) -> Dict:
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    for line in proc.stdout.splitlines():
-        if line.startswith(WORKER_TAG):
-            return json.loads(line[len(WORKER_TAG):])
-    raise RuntimeError(f'{what} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n'
-                       f'{proc.stderr[-4000:]}')
-
-
 def run_single(args: argparse.Namespace, backend: str, out: str, warm: bool) -> Dict:
     """One process with the whole bank and ``backend``."""
     cmd = [sys.executable, ENTRY_SCRIPT, '--worker', 'kmeans-single', '--kmeans-backend',
            backend, *_worker_args(args, out)] + (['--kmeans-warm'] if warm else [])
-    return _run(cmd, f'{backend} worker')
+    return run_worker_command(cmd, f'{backend} worker')
 
 
 def run_sharded(args: argparse.Namespace, world: int, out: str) -> Dict:
@@ -65,7 +54,7 @@ def run_sharded(args: argparse.Namespace, world: int, out: str) -> Dict:
     env = dict(os.environ)
     if not args.threads:  # split the cores between the ranks, as a launcher would
         env['OMP_NUM_THREADS'] = str(max(1, torch.get_num_threads() // world))
-    return _run(cmd, f'{world}-process sharded run', env)
+    return run_worker_command(cmd, f'{world}-process sharded run', env)
 
 
 def agreement(path: str, reference: Optional[torch.Tensor]) -> str:

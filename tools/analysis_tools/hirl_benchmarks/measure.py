@@ -163,9 +163,27 @@ def run_variant(variant: str, args: argparse.Namespace, dim: Optional[int] = Non
            '--num-clusters', *map(str, args.num_clusters)]
     if args.threads:
         cmd += ['--threads', str(args.threads)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    return run_worker_command(cmd, f'{variant} worker')
+
+
+def run_worker_command(cmd: List[str], what: str,
+                       env: Optional[Dict[str, str]] = None) -> Dict:
+    """Run a worker command and parse the JSON line it printed after :data:`WORKER_TAG`.
+
+    Args:
+        cmd (List[str]): The command.
+        what (str): What it runs, for the error message.
+        env (Dict[str, str], optional): Its environment; defaults to this process's.
+
+    Returns:
+        Dict: The worker's result.
+
+    Raises:
+        RuntimeError: The worker printed no result (with the tails of its output).
+    """
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith(WORKER_TAG):
             return json.loads(line[len(WORKER_TAG):])
-    raise RuntimeError(f'{variant} worker failed (exit {proc.returncode}):\n'
-                       f'{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}')
+    raise RuntimeError(f'{what} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n'
+                       f'{proc.stderr[-4000:]}')

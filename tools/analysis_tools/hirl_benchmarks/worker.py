@@ -15,8 +15,13 @@ def run_worker(args: argparse.Namespace) -> None:
     Args:
         args (argparse.Namespace): The benchmark's arguments; ``args.worker`` is
             ``'ours'``, ``'naive'``, ``'heads'`` (a loss variant) or ``'kmeans-single'`` /
-            ``'kmeans-sharded'`` (a process of the sharded k-means section).
+            ``'kmeans-sharded'`` (a process of the sharded k-means section) or ``'overhead'``
+            (one timed training).
     """
+    if args.worker == 'overhead':
+        from .overhead_worker import run_overhead_training
+        run_overhead_training(args)
+        return
     if args.worker.startswith('kmeans-'):
         from .kmeans_sharded_worker import run_sharded, run_single
         (run_single if args.worker == 'kmeans-single' else run_sharded)(args)
