@@ -10,9 +10,12 @@ default_hooks = dict(non_finite_loss=dict(type='NonFiniteLossHook', max_consecut
 # Watch it learn: after every clustering round (and at the end) log the NMI / purity of
 # each learned level against the fine classes and the coarse groups, and a KNN top-1 on
 # 800 held-out training images (to the log and vis_data/; TensorBoard when configured).
+# EpochTimerHook logs each epoch's time split into steps, data, HIRL's extraction and
+# clustering, and other hooks.
 custom_hooks = [
     _base_.hirl_clustering_hook,
     dict(type='HierarchyMonitorHook', interval=2, knn_k=20, knn_holdout=0.1),
+    dict(type='EpochTimerHook'),
 ]
 
 # Read by tools/analysis_tools/hirl_report.py: KNN memory = the training subset, queries =

@@ -28,7 +28,8 @@ class EpochTimerHook(Hook):
 
     The hook has the lowest priority, so the clustering round (``before_train_epoch``) and
     the checkpoint (``after_train_epoch``) fall inside the window. Per-epoch records are
-    kept in :attr:`records`, logged, and sent to the visualizer as ``time/epoch_*``.
+    kept in :attr:`records` (with the window's ``start`` and ``end`` on
+    ``time.perf_counter``'s clock), logged, and sent to the visualizer as ``time/epoch_*``.
     Timings are this process's (rank 0's in the log).
     """
 
@@ -72,8 +73,9 @@ class EpochTimerHook(Hook):
         held_now = start <= round_info.get('end', -1.) <= now
         extract = float(round_info['extract_seconds']) if held_now else 0.
         cluster = float(round_info['cluster_seconds']) if held_now else 0.
-        record = dict(epoch=runner.epoch + 1, total=total, steps=self._steps,
-                      data=self._data, extract=extract, cluster=cluster,
+        # start / end (perf_counter seconds) show that the windows tile the run.
+        record = dict(epoch=runner.epoch + 1, start=start, end=now, total=total,
+                      steps=self._steps, data=self._data, extract=extract, cluster=cluster,
                       other=max(total - self._steps - self._data - extract - cluster, 0.),
                       images=self._num_images)
         self.records.append(record)

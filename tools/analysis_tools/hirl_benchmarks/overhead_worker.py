@@ -1,7 +1,7 @@
 """What one process of the ``overhead`` section runs: one timed training of a config.
 
 The config is trained as it stands (its data, seed, schedule), with ``--overhead-options``
-merged in, its work dir in a temporary folder and :class:`EpochTimerHook` added. Diagnostic
+merged in, its work dir in a temporary folder and :class:`EpochTimerHook` added (unless present). Diagnostic
 ``HierarchyMonitorHook`` entries are dropped unless ``--overhead-keep-monitor``: they are
 evaluation, which the baseline does not run. Prints one JSON line: the per-epoch records,
 the training set size and, for HIRL, the clustering sizes.
@@ -33,7 +33,10 @@ def run_overhead_training(args: argparse.Namespace) -> None:
     cfg.work_dir = args.overhead_work_dir
     hooks = [h for h in cfg.get('custom_hooks', [])
              if args.overhead_keep_monitor or h.get('type') != 'HierarchyMonitorHook']
-    cfg.custom_hooks = hooks + [dict(type='EpochTimerHook')]
+    # The demo already times its epochs; a second timer would double the log lines.
+    if not any(h.get('type') == 'EpochTimerHook' for h in hooks):
+        hooks.append(dict(type='EpochTimerHook'))
+    cfg.custom_hooks = hooks
     cfg.randomness = dict(seed=args.seed)
     cfg.log_level = 'WARNING'
     runner = Runner.from_cfg(cfg)
