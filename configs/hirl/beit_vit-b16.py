@@ -1,8 +1,9 @@
 # HIRL-BEiT, ViT-B/16, 400 epochs on ImageNet-1k, as the reference ran it (hirl-team/HIRL
 # configs/pretrain/hirl/hirl_beit_base_400eps.yaml): K = 30000 / 10000 / 1000, 100 negative
 # paths, 2-layer semantic heads, 40 warm-up epochs, train_emb 'vit_cls'.
-# Baseline: configs/baselines/beit_vit-b16.py (mmpretrain's config at the reference's 400
-# epochs; its header lists where it differs from the reference), inherited unchanged.
+# Baseline: configs/baselines/beit_beit-base-p16_8xb256-amp-coslr-400e_in1k.py
+# (mmpretrain's config at the reference's 400 epochs; its header lists where it differs
+# from the reference), inherited unchanged.
 #
 # Embedding: that yaml builds `model: beit_base` (BEiTRunner calls it without arguments),
 # i.e. hirl/models/beit.py's BEiT with its default num_mlp_layer=0, whose "projector" is
@@ -15,7 +16,8 @@
 # its released run used; `beit_projector` below builds it (BEiTTokenProjector +
 # BEiTV1ProjectedHead, SyncBN as the reference's convert_sync_batchnorm): in a config that
 # inherits this one, `model = dict(**_base_.beit_projector)`.
-_base_ = ['../baselines/beit_vit-b16.py', '_base_/hirl_vit-b16.py']
+_base_ = ['../baselines/beit_beit-base-p16_8xb256-amp-coslr-400e_in1k.py',
+          '_base_/hirl_vit-b16.py']
 custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
 
 model = dict(

@@ -1,5 +1,6 @@
 # HIRL-BYOL, ResNet-50, 200 epochs on ImageNet-1k, on top of mmpretrain's own BYOL config.
-# Baseline: configs/baselines/byol_r50.py (the same mmpretrain config, unchanged).
+# Baseline: configs/baselines/byol_resnet50_16xb256-coslr-200e_in1k.py
+# (the same mmpretrain config, unchanged).
 _base_ = [
     'mmpretrain::byol/byol_resnet50_16xb256-coslr-200e_in1k.py',
     '_base_/hirl_resnet50.py',

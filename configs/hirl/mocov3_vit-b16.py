@@ -2,9 +2,11 @@
 # configs/pretrain/hirl/hirl_mocov3_vit_base_400eps.yaml): K = 30000 / 10000 / 5000,
 # 100 negative paths, 5-layer semantic heads, 40 warm-up epochs, on the 256-d projector
 # output of [CLS] (first view), clustered from the key (momentum) encoder.
-# Baseline: configs/baselines/mocov3_vit-b16.py (mmpretrain's config at the reference's 400
-# epochs; its header lists where it differs from the reference), inherited unchanged.
-_base_ = ['../baselines/mocov3_vit-b16.py', '_base_/hirl_vit-b16.py']
+# Baseline: configs/baselines/mocov3_vit-base-p16_16xb256-amp-coslr-400e_in1k.py
+# (mmpretrain's config at the reference's 400 epochs; its header lists where it differs
+# from the reference), inherited unchanged.
+_base_ = ['../baselines/mocov3_vit-base-p16_16xb256-amp-coslr-400e_in1k.py',
+          '_base_/hirl_vit-b16.py']
 custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
 
 model = dict(

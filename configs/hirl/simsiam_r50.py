@@ -1,5 +1,6 @@
 # HIRL-SimSiam, ResNet-50, 200 epochs on ImageNet-1k, on top of mmpretrain's own SimSiam config.
-# Baseline: configs/baselines/simsiam_r50.py (the same mmpretrain config, unchanged).
+# Baseline: configs/baselines/simsiam_resnet50_8xb32-coslr-200e_in1k.py
+# (the same mmpretrain config, unchanged).
 _base_ = [
     'mmpretrain::simsiam/simsiam_resnet50_8xb32-coslr-200e_in1k.py',
     '_base_/hirl_resnet50.py',

@@ -1,11 +1,12 @@
 # Fashion-MNIST study, baseline: MoCo v3 (the paper's ViT method) with a 4-block ViT (64-d,
 # patch 4, 28-pixel input, ~0.2M parameters) on the data of the SimCLR study: same subset,
 # augmentations, epochs and batch (configs/study/simclr_tiny-resnet18_fashion-mnist.py).
-# MoCo v3's ViT recipe (configs/baselines/mocov3_vit-b16.py) at this scale: fixed sin-cos
-# position embedding and frozen random patch projection, 3-layer projector and 2-layer
-# predictor without biases (last BN without affine), narrowed to 256 hidden / 64 out;
-# temperature 0.2 (loss x 2T); momentum encoder EMA 0.99 -> 1 by cosine; AdamW with weight
-# decay 0.1, linear warm-up (1 of 8 epochs, MoCo v3: 40 of 300) then cosine to 0.
+# MoCo v3's ViT recipe
+# (configs/baselines/mocov3_vit-base-p16_16xb256-amp-coslr-400e_in1k.py) at this scale:
+# fixed sin-cos position embedding and frozen random patch projection, 3-layer projector and
+# 2-layer predictor without biases (last BN without affine), narrowed to 256 hidden / 64
+# out; temperature 0.2 (loss x 2T); momentum encoder EMA 0.99 -> 1 by cosine; AdamW with
+# weight decay 0.1, linear warm-up (1 of 8 epochs, MoCo v3: 40 of 300) then cosine to 0.
 _base_ = './simclr_tiny-resnet18_fashion-mnist.py'
 
 embed_dims = 64

@@ -54,5 +54,6 @@ train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
 
 default_hooks = dict(logger=dict(type='LoggerHook', interval=5),
                      checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2))
-env_cfg = dict(dist_cfg=dict(backend='gloo'))
+# No distributed back end here: tools/train.py's launcher takes NCCL on GPUs and gloo on
+# CPU-only machines (hirl_mm/utils/launch.py).
 randomness = dict(seed=0)

@@ -184,11 +184,31 @@ def _use_cpu_model_wrapper(cfg: Config) -> None:
         wrapper_cfg.setdefault('device_ids', None)
 
 
+def _warn_gloo_on_cuda(cfg: Config) -> None:
+    """Log a warning when a config asks for gloo although every process has a CUDA GPU.
+
+    mmengine honours the config's back end as it is; DDP over gloo on GPUs works but moves
+    every gradient through host memory. Configs should leave the back end out (mmpretrain's
+    ``default_runtime`` sets NCCL, switched to gloo here on CPU-only machines).
+    """
+    dist_cfg = (cfg.get('env_cfg') or {}).get('dist_cfg') or {}
+    if get_device() == 'cuda' and dist_cfg.get('backend') == 'gloo':
+        print_log(
+            "env_cfg.dist_cfg.backend='gloo' on a machine with CUDA GPUs: DDP will be slow. "
+            "Remove the setting (NCCL is the default on GPUs; the launcher switches to gloo "
+            "by itself on CPU-only machines) or pass --cfg-options "
+            "env_cfg.dist_cfg.backend=nccl.",
+            logger='current',
+            level=logging.WARNING)
+
+
 def setup_launcher(cfg: Config, launcher: str) -> None:
     """Record the launcher in ``cfg`` and, on a machine without GPU, prepare gloo.
 
     With ``launcher='none'`` or an accelerator available, only ``cfg.launcher`` is set and
-    mmengine initialises distributed training itself. Without an accelerator, a ``'nccl'``
+    mmengine initialises distributed training itself (with CUDA, a config that asks for
+    ``'gloo'`` gets a warning: configs should leave the back end to this function and
+    mmpretrain's NCCL default). Without an accelerator, a ``'nccl'``
     (or missing) ``cfg.env_cfg.dist_cfg.backend`` becomes ``'gloo'`` (logged), the process
     group is initialised here and the DDP wrapper is told to use no device ids.
 
@@ -199,7 +219,10 @@ def setup_launcher(cfg: Config, launcher: str) -> None:
     if launcher not in LAUNCHERS:
         raise ValueError(f'Unknown launcher {launcher!r}; expected one of {LAUNCHERS}.')
     cfg.launcher = launcher
-    if launcher == 'none' or _accelerator_available():
+    if launcher == 'none':
+        return
+    if _accelerator_available():
+        _warn_gloo_on_cuda(cfg)
         return
 
     env_cfg = cfg.get('env_cfg')

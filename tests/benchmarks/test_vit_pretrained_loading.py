@@ -1,6 +1,6 @@
 """DINO / iBOT teacher backbones in the ViT-B/16 downstream configs, on CPU (fast).
 
-* A tiny DINO and a tiny iBOT (configs/baselines/{dino,ibot}_tiny-vit_fashion-mnist.py)
+* A tiny DINO and a tiny iBOT (configs/study/{dino,ibot}_tiny-vit_fashion-mnist.py)
   are built, their student and teacher made to differ (the student perturbed, then one
   real cosine-EMA step), and saved as mmengine's runner saves them. The converter
   (tools/model_converters/teacher_backbone.py) writes the teacher's backbone as
@@ -43,6 +43,7 @@ from hirl_mm.utils.pretrained import (PretrainedLoadingError, inject_pretrained,
 from hirl_mm.utils.teacher_backbone import TEACHER_BACKBONE_PREFIX
 
 REPO = Path(__file__).resolve().parents[2]
+STUDY = REPO / 'configs' / 'study'
 BASELINES = REPO / 'configs' / 'baselines'
 CLS_DIR = REPO / 'configs' / 'benchmarks' / 'classification'
 LINEAR = CLS_DIR / 'imagenet' / 'vit-base-p16_linear-8xb128-coslr-100e_in1k.py'
@@ -197,7 +198,7 @@ def _assert_backbone_equals(backbone: torch.nn.Module, reference: Dict[str, torc
 def pretrained(request, tmp_path_factory) -> Pretrained:
     """A tiny DINO / iBOT, teacher != student, saved and converted."""
     algorithm = request.param
-    cfg = Config.fromfile(str(BASELINES / f'{algorithm}_tiny-vit_fashion-mnist.py'))
+    cfg = Config.fromfile(str(STUDY / f'{algorithm}_tiny-vit_fashion-mnist.py'))
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'hirl_mm')):
         model = MODELS.build(cfg.model)
@@ -293,7 +294,8 @@ def test_full_size_configs_take_the_vit_b16_of_dino_and_ibot():
     (the position embedding aside, resized on loading), iBOT's minus its mask token."""
     with torch.device('meta'), DefaultScope.overwrite_default_scope('hirl_mm'):
         pretrain = {name: MODELS.build(Config.fromfile(
-            str(BASELINES / f'{name}_vit-b16.py')).model.backbone) for name in ('dino', 'ibot')}
+            str(BASELINES / f'{name}_vit-base-p16_8xb128-amp-coslr-400e_in1k.py')).model.backbone)
+            for name in ('dino', 'ibot')}
     dino_keys = {k: v.shape for k, v in pretrain['dino'].state_dict().items()}
     ibot_keys = {k: v.shape for k, v in pretrain['ibot'].state_dict().items()}
     assert ibot_keys == dict(dino_keys, mask_token=torch.Size([1, 1, 768]))

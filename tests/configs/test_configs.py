@@ -1,4 +1,5 @@
 """Every shipped config loads, inherits mmpretrain's, and builds its model and hooks."""
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -15,14 +16,26 @@ EXPECTED = {'simclr_r50': 'SimCLR', 'mocov2_r50': 'MoCo', 'simsiam_r50': 'SimSia
             'swav_r50': 'SwAV', 'byol_r50': 'BYOL', 'barlowtwins_r50': 'BarlowTwins',
             'mocov3_vit-b16': 'MoCoV3', 'dino_vit-b16': 'DINO', 'ibot_vit-b16': 'iBOT',
             'beit_vit-b16': 'BEiT'}
+# Each HIRL config's baseline: mmpretrain's file name for the config it wraps (the ViT-B/16
+# ones at HIRL's 400 epochs), so that no baseline shares a work_dirs/<name>/ with a HIRL run.
+BASELINES = {'simclr_r50': 'simclr_resnet50_16xb256-coslr-200e_in1k',
+             'mocov2_r50': 'mocov2_resnet50_8xb32-coslr-200e_in1k',
+             'simsiam_r50': 'simsiam_resnet50_8xb32-coslr-200e_in1k',
+             'swav_r50': 'swav_resnet50_8xb32-mcrop-coslr-200e_in1k-224px-96px',
+             'byol_r50': 'byol_resnet50_16xb256-coslr-200e_in1k',
+             'barlowtwins_r50': 'barlowtwins_resnet50_8xb256-coslr-300e_in1k',
+             'mocov3_vit-b16': 'mocov3_vit-base-p16_16xb256-amp-coslr-400e_in1k',
+             'dino_vit-b16': 'dino_vit-base-p16_8xb128-amp-coslr-400e_in1k',
+             'ibot_vit-b16': 'ibot_vit-base-p16_8xb128-amp-coslr-400e_in1k',
+             'beit_vit-b16': 'beit_beit-base-p16_8xb256-amp-coslr-400e_in1k'}
 # The embedding each config trains and clusters, and its width: the projector (neck)
-# output as in the reference (HIRL_SPEC.md); Barlow Twins' 8192-d projector is too wide.
+# output as in the reference (docs/en/method.md); Barlow Twins' 8192-d projector is too wide.
 EMBEDDING = {'simclr_r50': ('neck', 128), 'mocov2_r50': ('neck', 128),
              'simsiam_r50': ('neck', 2048), 'swav_r50': ('neck', 128),
              'byol_r50': ('neck', 256), 'barlowtwins_r50': ('backbone', 2048),
              'mocov3_vit-b16': ('neck', 256), 'dino_vit-b16': ('neck', 256),
              'ibot_vit-b16': ('neck', 256), 'beit_vit-b16': ('backbone', 768)}
-# HIRL's reference settings (HIRL_SPEC.md): the CNN ones, and each ViT-B/16 run's.
+# HIRL's reference settings (docs/en/method.md): the CNN ones, and each ViT-B/16 run's.
 CNN_SETTINGS = dict(num_clusters=[30000, 10000, 1000], num_neg_path=1000, num_mlp_layer=2,
                     warmup_epochs=20)
 SETTINGS = {'mocov3_vit-b16': dict(num_clusters=[30000, 10000, 5000], num_neg_path=100,
@@ -37,8 +50,17 @@ SETTINGS = {'mocov3_vit-b16': dict(num_clusters=[30000, 10000, 5000], num_neg_pa
 
 def test_every_method_has_a_hirl_config_and_a_baseline():
     assert {p.stem for p in HIRL_CONFIGS} == set(EXPECTED)
-    for stem in EXPECTED:
-        assert (CONFIGS / 'baselines' / f'{stem}.py').is_file()
+    assert {p.stem for p in (CONFIGS / 'baselines').glob('*.py')} == set(BASELINES.values())
+
+
+def test_no_two_configs_share_a_file_name():
+    """tools/train.py names the work dir after the config's file name (work_dirs/<name>/):
+    two configs with one name would write, and --resume, each other's checkpoints."""
+    by_name = defaultdict(list)
+    for path in CONFIGS.rglob('*.py'):
+        by_name[path.name].append(str(path.relative_to(CONFIGS)))
+    shared = {name: paths for name, paths in by_name.items() if len(paths) > 1}
+    assert not shared, f'config file names used more than once: {shared}'
 
 
 @pytest.mark.parametrize('path', HIRL_CONFIGS, ids=lambda p: p.stem)
@@ -75,7 +97,7 @@ def test_hirl_config_builds(path):
 
 @pytest.mark.parametrize('name', sorted(EXPECTED))
 def test_baseline_is_mmpretrains_config(name):
-    cfg = Config.fromfile(str(CONFIGS / 'baselines' / f'{name}.py'))
+    cfg = Config.fromfile(str(CONFIGS / 'baselines' / f'{BASELINES[name]}.py'))
     assert cfg.model.type == EXPECTED[name]
     assert 'num_clusters' not in cfg.model
 
@@ -106,3 +128,12 @@ def test_study_configs_differ_from_their_baseline_only_by_hirl(name, algorithm, 
     for key in ('train_dataloader', 'optim_wrapper', 'param_scheduler', 'train_cfg',
                 'randomness'):
         assert cfg[key] == base[key], key
+
+
+@pytest.mark.parametrize('path', sorted((CONFIGS / 'study').glob('*.py')) +
+                         sorted((CONFIGS / 'demo').glob('*.py')), ids=lambda p: p.stem)
+def test_small_configs_leave_the_distributed_backend_to_the_launcher(path):
+    """Configs users copy set no back end: NCCL on GPUs, gloo on CPU (tools/train.py's
+    launcher switches), never gloo DDP on GPUs."""
+    cfg = Config.fromfile(str(path))
+    assert cfg.env_cfg.dist_cfg.backend == 'nccl'  # mmpretrain's default_runtime

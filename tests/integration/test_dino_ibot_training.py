@@ -24,7 +24,7 @@ from tiny_setup import logged_scalars, needs_fashion_mnist, shrunk_config
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures('single_thread'),
               needs_fashion_mnist()]
 
-CONFIGS = {name: f'configs/baselines/{name}_tiny-vit_fashion-mnist.py'
+CONFIGS = {name: f'configs/study/{name}_tiny-vit_fashion-mnist.py'
            for name in ('dino', 'ibot')}
 PER_CLASS, BATCH = 8, 16  # 80 images: 5 iterations per epoch
 

@@ -389,6 +389,22 @@ def test_setup_launcher_none_only_records_launcher(toy):
     assert cfg.get('model_wrapper_cfg') is None
 
 
+@pytest.mark.parametrize('backend,warned', [('gloo', True), ('nccl', False)])
+def test_setup_launcher_warns_about_gloo_on_cuda(toy, monkeypatch, backend, warned):
+    """With CUDA, mmengine keeps the config's back end; a config that still says gloo gets
+    a warning (the shipped configs leave the back end to the launcher)."""
+    cfg = _load_cfg(toy / 'toy_cfg.py')
+    cfg.env_cfg.dist_cfg.backend = backend
+    monkeypatch.setattr(launch, 'get_device', lambda: 'cuda')
+    messages = []
+    monkeypatch.setattr(launch, 'print_log', lambda msg, **kwargs: messages.append(msg))
+    launch.setup_launcher(cfg, 'pytorch')
+    assert cfg.launcher == 'pytorch' and cfg.env_cfg.dist_cfg.backend == backend
+    assert bool(messages) == warned
+    if warned:
+        assert 'env_cfg.dist_cfg.backend' in messages[0] and 'nccl' in messages[0]
+
+
 def test_cpu_model_wrapper_uses_no_device_ids(toy):
     cfg = _load_cfg(toy / 'toy_cfg.py')
     launch._use_cpu_model_wrapper(cfg)

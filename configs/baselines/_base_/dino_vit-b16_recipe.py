@@ -1,6 +1,8 @@
-# DINO's ViT-B/16 model and schedule (no data): shared by dino_vit-b16.py and
-# ibot_vit-b16.py, which add their multi-crop data bases. Values and sources: see
-# configs/baselines/dino_vit-b16.py.
+# DINO's ViT-B/16 model and schedule (no data): shared by
+# dino_vit-base-p16_8xb128-amp-coslr-400e_in1k.py and
+# ibot_vit-base-p16_8xb128-amp-coslr-400e_in1k.py, which add their multi-crop data bases.
+# Values and sources: see
+# configs/baselines/dino_vit-base-p16_8xb128-amp-coslr-400e_in1k.py.
 _base_ = 'mmpretrain::_base_/default_runtime.py'
 custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
 

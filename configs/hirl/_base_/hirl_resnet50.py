@@ -1,4 +1,4 @@
-# HIRL's reference settings for ResNet-50 methods (HIRL_SPEC.md, "Reference settings").
+# HIRL's reference settings for ResNet-50 methods (docs/en/method.md, "Reference settings").
 # Not a full config: method configs list it as a second base and use the two names below.
 custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
 

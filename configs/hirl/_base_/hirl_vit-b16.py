@@ -1,4 +1,4 @@
-# HIRL's reference settings for ViT-B/16 methods (HIRL_SPEC.md, "Reference settings";
+# HIRL's reference settings for ViT-B/16 methods (docs/en/method.md, "Reference settings";
 # hirl-team/HIRL configs/pretrain/hirl/hirl_{mocov3,dino,ibot}_vit_base_400eps.yaml).
 # Not a full config: method configs list it as a second base and use the two names below,
 # overriding what their reference run changes (MoCo v3: 5-layer heads; iBOT: K_2 = 1000).

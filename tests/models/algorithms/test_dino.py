@@ -10,7 +10,7 @@ from mmpretrain.structures import DataSample
 import hirl_mm  # noqa: F401
 from hirl_mm.registry import MODELS
 
-CONFIGS = {name: f'configs/baselines/{name.lower()}_tiny-vit_fashion-mnist.py'
+CONFIGS = {name: f'configs/study/{name.lower()}_tiny-vit_fashion-mnist.py'
            for name in ('DINO', 'iBOT')}
 BATCH, LOCAL = 3, 2
 

@@ -290,7 +290,7 @@ def _meta_build(cfg):
 
 
 def test_vit_b16_config_is_the_reference_run_and_builds_on_the_meta_device():
-    """configs/hirl/beit_vit-b16.py: hirl_beit_base_400eps.yaml (HIRL_SPEC.md)."""
+    """configs/hirl/beit_vit-b16.py: hirl_beit_base_400eps.yaml (docs/en/method.md)."""
     cfg = Config.fromfile(str(CONFIGS / 'hirl' / 'beit_vit-b16.py'))
     assert cfg.model.type == 'HIRL' and cfg.model.algorithm == 'BEiT'
     assert cfg.model.num_clusters == [30000, 10000, 1000]
@@ -342,7 +342,7 @@ def test_vit_b16_projector_variant_builds_on_the_meta_device():
 
 
 @pytest.mark.parametrize('hirl,baseline', [
-    ('hirl/beit_vit-b16.py', 'baselines/beit_vit-b16.py'),
+    ('hirl/beit_vit-b16.py', 'baselines/beit_beit-base-p16_8xb256-amp-coslr-400e_in1k.py'),
     ('study/hirl-beit_tiny-vit_fashion-mnist.py', 'study/beit_tiny-vit_fashion-mnist.py')])
 def test_hirl_configs_differ_from_their_baseline_only_by_hirl(hirl, baseline):
     cfg = Config.fromfile(str(CONFIGS / hirl))
@@ -362,7 +362,8 @@ def test_hirl_configs_differ_from_their_baseline_only_by_hirl(hirl, baseline):
 
 
 def test_baseline_is_mmpretrains_beit_config_at_400_epochs():
-    cfg = Config.fromfile(str(CONFIGS / 'baselines' / 'beit_vit-b16.py'))
+    cfg = Config.fromfile(
+        str(CONFIGS / 'baselines' / 'beit_beit-base-p16_8xb256-amp-coslr-400e_in1k.py'))
     assert cfg.model.type == 'BEiT' and cfg.model.neck is None
     backbone = cfg.model.backbone
     assert backbone.type == 'BEiTPretrainViT' and backbone.arch == 'base'

@@ -177,7 +177,7 @@ def test_clustering_embeds_with_the_momentum_encoder():
 
 
 def test_vit_b16_config_builds_on_the_meta_device():
-    """configs/hirl/mocov3_vit-b16.py: the reference's MoCo v3 settings (HIRL_SPEC.md)."""
+    """configs/hirl/mocov3_vit-b16.py: the reference's MoCo v3 settings (docs/en/method.md)."""
     cfg = Config.fromfile(str(CONFIGS / 'hirl' / 'mocov3_vit-b16.py'))
     assert cfg.model.type == 'HIRL' and cfg.model.algorithm == 'MoCoV3'
     assert cfg.model.num_clusters == [30000, 10000, 5000]
@@ -219,7 +219,7 @@ def _without_hirl(model_cfg) -> dict:
 
 
 @pytest.mark.parametrize('hirl,baseline', [
-    ('hirl/mocov3_vit-b16.py', 'baselines/mocov3_vit-b16.py'),
+    ('hirl/mocov3_vit-b16.py', 'baselines/mocov3_vit-base-p16_16xb256-amp-coslr-400e_in1k.py'),
     ('study/hirl-mocov3_tiny-vit_fashion-mnist.py',
      'study/mocov3_tiny-vit_fashion-mnist.py')])
 def test_hirl_configs_differ_from_their_baseline_only_by_hirl(hirl, baseline):
@@ -239,7 +239,8 @@ def test_hirl_configs_differ_from_their_baseline_only_by_hirl(hirl, baseline):
 
 
 def test_baseline_is_mmpretrains_vit_b16_config_at_400_epochs():
-    cfg = Config.fromfile(str(CONFIGS / 'baselines' / 'mocov3_vit-b16.py'))
+    cfg = Config.fromfile(
+        str(CONFIGS / 'baselines' / 'mocov3_vit-base-p16_16xb256-amp-coslr-400e_in1k.py'))
     assert cfg.model.backbone.type == 'MoCoV3ViT' and cfg.model.backbone.arch == 'base'
     assert cfg.model.neck.out_channels == 256 and cfg.model.base_momentum == 0.01
     assert cfg.train_cfg.max_epochs == 400

@@ -60,12 +60,12 @@ VARIANTS = {
     'hirl-simclr-backbone': 'configs/study/hirl-simclr-backbone_tiny-resnet18_fashion-mnist.py',
     'mocov2': 'configs/study/mocov2_tiny-resnet18_fashion-mnist.py',
     'hirl-mocov2': 'configs/study/hirl-mocov2_tiny-resnet18_fashion-mnist.py',
-    'dino-vit': 'configs/baselines/dino_tiny-vit_fashion-mnist.py',
+    'dino-vit': 'configs/study/dino_tiny-vit_fashion-mnist.py',
     'hirl-dino-vit': 'configs/study/hirl-dino_tiny-vit_fashion-mnist.py',
     'mocov3-vit': 'configs/study/mocov3_tiny-vit_fashion-mnist.py',
     'hirl-mocov3-vit': 'configs/study/hirl-mocov3_tiny-vit_fashion-mnist.py',
     # The same ViT, not trained: evaluated as initialised with the run's seed.
-    'vit-random': 'configs/baselines/dino_tiny-vit_fashion-mnist.py',
+    'vit-random': 'configs/study/dino_tiny-vit_fashion-mnist.py',
 }
 UNTRAINED = {'vit-random'}
 # The baseline each HIRL variant is paired with (same data, seeds and SSL settings).

@@ -1,10 +1,11 @@
 # iBOT, ViT-B/16, 400 epochs on ImageNet-1k: the published ViT-B/16 recipe as HIRL ran it
 # (hirl-team/HIRL configs/pretrain/baseline/ibot_vit_base_400eps.yaml, the arguments of
-# bytedance/ibot's ViT-B/16 release): DINO's schedule (dino_vit-b16.py) plus masked image
+# bytedance/ibot's ViT-B/16 release): DINO's schedule (dino_vit-base-p16_...) plus masked image
 # modelling on the global crops (block-wise masks, ratio 0 or U(0.1, 0.5) per crop), 8192
 # [CLS] and patch prototypes scored by one shared last layer, a separate patch centre and
 # patch teacher temperature (0.04 -> 0.07 over 50 epochs), crops (0.32, 1) / (0.05, 0.32).
-# Batch: 1024 in total (8 GPUs x 128 here). Run: tools/dist_train.sh configs/baselines/ibot_vit-b16.py 8
+# Batch: 1024 in total (8 GPUs x 128 here).
+# Run: tools/dist_train.sh configs/baselines/ibot_vit-base-p16_8xb128-amp-coslr-400e_in1k.py 8
 _base_ = [
     '../_base_/datasets/imagenet_ibot-multicrop.py',
     '_base_/dino_vit-b16_recipe.py',

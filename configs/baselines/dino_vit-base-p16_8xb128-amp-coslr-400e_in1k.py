@@ -6,7 +6,7 @@
 # frozen for 1 epoch, clipping at 3.0: the ViT-S/16 run), this config follows the released
 # ViT-B/16 run: warm-up over 50 epochs, 3 frozen epochs, per-parameter clipping at 0.3.
 # Batch: 1024 in total (32 GPUs x 32 in the reference; 8 GPUs x 128 here by default).
-# Run: tools/dist_train.sh configs/baselines/dino_vit-b16.py 8
+# Run: tools/dist_train.sh configs/baselines/dino_vit-base-p16_8xb128-amp-coslr-400e_in1k.py 8
 # Downstream: python tools/model_converters/teacher_backbone.py <ckpt> <out> writes the
 # teacher's backbone as backbone.*, as the papers evaluate it (README, "DINO and iBOT").
 _base_ = [
