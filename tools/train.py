@@ -5,9 +5,11 @@ Examples::
     python tools/train.py configs/hirl/<config>.py
     python tools/train.py CONFIG --resume                 # resume the latest in work_dir
     python tools/train.py CONFIG --resume work_dirs/x/epoch_10.pth
+    python tools/train.py CONFIG --check-images          # list unreadable images first
     bash tools/dist_train.sh CONFIG 8                     # 8 processes (gloo on CPU)
 """
 import argparse
+import logging
 import sys
 from copy import deepcopy
 from typing import List, Optional
@@ -16,15 +18,27 @@ import torch
 # hirl_mm first: it registers our components and allow-lists mmengine's checkpoint types for
 # torch.load's weights-only mode (needed by --resume under torch >= 2.6).
 import hirl_mm  # noqa: F401
-from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.config import Config, ConfigDict
 from mmengine.device import get_device
 from mmpretrain.utils import get_ori_model
 
+from hirl_mm.datasets.image_check import UnreadableImageError
+from hirl_mm.engine.hooks.atomic_checkpoint_hook import use_atomic_checkpoint_hook
+from hirl_mm.engine.hooks.collapse_check import RepresentationCollapseError
+from hirl_mm.engine.hooks.pipeline_checks import PipelineCheckError
+from hirl_mm.engine.hooks.schedule_checks import check_iterations_per_epoch
+from hirl_mm.utils.cfg_options import CfgOptionsAction
+from hirl_mm.utils.dist_timeout import collective_timeout_hint, set_default_dist_timeout
 from hirl_mm.utils.launch import (DATALOADER_FIELDS, MissingInputError, add_launcher_args,
                                   build_runner, check_file_exists, default_work_dir,
                                   drop_collate_fn_scopes, set_local_rank_env, setup_launcher)
 from hirl_mm.utils.pretrained import (PretrainedLoadingError, inject_pretrained,
                                       verify_pretrained_loading)
+from hirl_mm.utils.resume_checks import find_resume_checkpoint
+
+# Errors whose message says all (cause and fix): printed without a traceback.
+USAGE_ERRORS = (MissingInputError, PretrainedLoadingError, PipelineCheckError,
+                UnreadableImageError, RepresentationCollapseError)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -38,7 +52,19 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         type=str,
         const='auto',
         help='resume from this checkpoint; without a path, resume from the latest '
-        'checkpoint in the work directory (if any)')
+        'checkpoint in the work directory (refused if there is none: see '
+        '--allow-fresh-start)')
+    parser.add_argument(
+        '--allow-fresh-start',
+        action='store_true',
+        help='with --resume and no checkpoint in the work directory, start from epoch 0 '
+        'instead of stopping (for job scripts that always pass --resume)')
+    parser.add_argument(
+        '--check-images',
+        action='store_true',
+        help='before the first iteration, check that every image file of the training set '
+        'can be read (a few seconds per 10k images) and list all that cannot '
+        '(ImageCheckHook)')
     parser.add_argument(
         '--amp', action='store_true', help='enable automatic-mixed-precision training')
     parser.add_argument(
@@ -57,7 +83,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         help='override config settings, key=value pairs merged into the config, e.g. '
         'train_cfg.max_epochs=10 or key="[a,b]" for lists (quotes needed, no spaces)')
     parser.add_argument(
@@ -130,9 +156,10 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
 
     if args.resume == 'auto':
-        # mmengine finds the latest checkpoint in work_dir.
-        cfg.resume = True
-        cfg.load_from = None
+        # Found here, not by mmengine, which silently starts afresh when there is none.
+        found = find_resume_checkpoint(cfg.work_dir, args.allow_fresh_start)
+        cfg.resume = found is not None
+        cfg.load_from = found
     elif args.resume is not None:
         check_file_exists(args.resume, 'Checkpoint to resume from',
                           'Pass an existing .pth file, or --resume alone to resume the '
@@ -148,6 +175,12 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 
     _set_default_dataloader_cfg(cfg, args)
 
+    if args.check_images:
+        cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
+            dict(type='hirl_mm.ImageCheckHook')]
+    # A kill during a checkpoint save must leave a resumable run.
+    use_atomic_checkpoint_hook(cfg)
+
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     for field in DATALOADER_FIELDS:
@@ -157,6 +190,14 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
             cfg[field].persistent_workers = False
     drop_collate_fn_scopes(cfg)
     return cfg
+
+
+def _log_to_file(logger: logging.Logger, text: str) -> None:
+    """Write an ERROR record to the log file(s) of ``logger`` only (not the console)."""
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, text, None, None)
+    for handler in logger.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -171,18 +212,33 @@ def main(argv: Optional[List[str]] = None) -> None:
         check_file_exists(args.pretrained, 'Pre-trained checkpoint',
                           'Pass the .pth file written by the pre-training run.')
         pretrained_modules = inject_pretrained(cfg.model, args.pretrained)
+    timeout = set_default_dist_timeout(cfg, args.launcher)
     setup_launcher(cfg, args.launcher)
     runner = build_runner(cfg)
+    if timeout is not None:
+        runner.logger.info(f'Distributed collectives time out after {timeout} s '
+                           f'(env_cfg.dist_cfg.timeout).')
     if pretrained_modules:
         loaded = verify_pretrained_loading(
             get_ori_model(runner.model), args.pretrained, pretrained_modules)
         runner.logger.info(f'Pre-trained weights of {args.pretrained} fit exactly: ' +
                            ', '.join(f'{name} ({n} tensors)' for name, n in loaded.items()))
-    runner.train()
+    try:
+        # Before mmengine builds the LR schedulers, which fail cryptically on 0 iterations.
+        check_iterations_per_epoch(runner.train_dataloader, cfg.get('train_dataloader'))
+        runner.train()
+    except USAGE_ERRORS as error:
+        _log_to_file(runner.logger, f'error: {error}')  # the console gets it at exit
+        raise
+    except Exception as error:
+        hint = collective_timeout_hint(error, cfg)
+        if hint is not None:
+            runner.logger.error(hint)
+        raise
 
 
 if __name__ == '__main__':
     try:
         main()
-    except (MissingInputError, PretrainedLoadingError) as e:
+    except USAGE_ERRORS as e:
         sys.exit(f'error: {e}')

@@ -4,8 +4,17 @@
 # warm-up. tools/analysis_tools/hirl_report.py then prints cluster statistics, KNN top-1 and
 # the NMI of every learned level against the fine and coarse labels.
 _base_ = '../study/hirl-simclr_tiny-resnet18_fashion-mnist.py'
-# Stop at once if the loss turns NaN / inf, before a checkpoint is written.
-default_hooks = dict(non_finite_loss=dict(type='NonFiniteLossHook', max_consecutive=3))
+# Stop at once if the loss turns NaN / inf, before a checkpoint is written; write
+# checkpoints so that a kill at any moment leaves a resumable run (tools/train.py does this
+# for every config).
+default_hooks = dict(non_finite_loss=dict(type='NonFiniteLossHook', max_consecutive=3),
+                     checkpoint=dict(type='AtomicCheckpointHook'))
+# Warn when clustering finds (nearly) one cluster; stop after 2 such rounds in a row
+# (representation collapse, e.g. from a learning rate far too high). These are the defaults.
+collapse_check = dict(max_cluster_fraction=0.9, max_empty_fraction=0.5, patience=2)
+# With several processes: give up on a hung process after 5 minutes (this data set's
+# clustering rounds take seconds); see docs/en/troubleshooting.md to size it.
+env_cfg = dict(dist_cfg=dict(timeout=300))
 
 # Watch it learn: after every clustering round (and at the end) log the NMI / purity of
 # each learned level against the fine classes and the coarse groups, and a KNN top-1 on

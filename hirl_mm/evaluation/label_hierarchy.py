@@ -25,13 +25,44 @@ Data sets with ``get_coarse_labels()`` (``HierarchicalFashionMNIST``) keep their
 import json
 import os.path as osp
 from collections import OrderedDict
-from typing import List, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import (Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence,
+                    Tuple, Union)
 
 import numpy as np
 import torch
 from torch import Tensor
 
 __all__ = ['LabelLevel', 'LabelHierarchy', 'load_label_hierarchy', 'dataset_label_levels']
+
+
+def _no_duplicate_keys(source: str) -> Callable[[List[Tuple[str, Any]]], dict]:
+    """A ``json`` ``object_pairs_hook`` that refuses a key given twice in one object.
+
+    ``json`` keeps the last value of a repeated key without a word, so a class listed
+    under two parents would silently change the groups (and every score against them).
+
+    Args:
+        source (str): The file (or metainfo) being read, for the message.
+
+    Returns:
+        Callable: The hook; it raises ``ValueError`` naming the keys and their values.
+    """
+
+    def hook(pairs: List[Tuple[str, Any]]) -> dict:
+        seen: Dict[str, List[Any]] = {}
+        for key, value in pairs:
+            seen.setdefault(key, []).append(value)
+        repeated = {key: values for key, values in seen.items() if len(values) > 1}
+        if repeated:
+            shown = '; '.join(f'{key!r} -> {values}' for key, values in
+                              list(repeated.items())[:5])
+            raise ValueError(
+                f'{source} lists {len(repeated)} key(s) more than once in one object '
+                f'(JSON would silently keep only the last): {shown}. Give every class '
+                f'exactly one parent: delete the wrong entries.')
+        return dict(pairs)
+
+    return hook
 
 
 class LabelLevel(NamedTuple):
@@ -90,7 +121,7 @@ class LabelHierarchy:
                                     f'path of a JSON file mapping class names to parents.')
         with open(path) as f:
             try:
-                content = json.load(f)
+                content = json.load(f, object_pairs_hook=_no_duplicate_keys(path))
             except json.JSONDecodeError as error:
                 raise ValueError(f'{path} is not valid JSON ({error}); the label hierarchy '
                                  f'is a JSON object, class name -> parent name.') from None
@@ -190,7 +221,8 @@ def load_label_hierarchy(spec: Union[None, str, Mapping, Sequence, LabelHierarch
     if isinstance(spec, (list, tuple)) and all(isinstance(line, str) for line in spec):
         # mmengine's BaseDataset reads a metainfo value that is a file path into its lines.
         try:
-            content = json.loads('\n'.join(spec))
+            content = json.loads('\n'.join(spec),
+                                 object_pairs_hook=_no_duplicate_keys('metainfo label_hierarchy'))
         except json.JSONDecodeError:
             raise ValueError('metainfo label_hierarchy is not a JSON hierarchy; write '
                              "label_hierarchy=dict(file='path/to/hierarchy.json').") from None

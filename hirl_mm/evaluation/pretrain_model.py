@@ -46,6 +46,34 @@ def build_pretrain_model(cfg: Config) -> nn.Module:
     return model
 
 
+def _mismatches(model: nn.Module, state_dict: Dict[str, Tensor]) -> str:
+    """A few lines on how a state dict differs from a model's (empty if only in values).
+
+    Args:
+        model (nn.Module): The model the state dict was loaded into.
+        state_dict (dict): The checkpoint's state dict.
+
+    Returns:
+        str: Counts and up to three examples of differing shapes, missing and unexpected
+        keys.
+    """
+    own = model.state_dict()
+    shapes = [(key, tuple(value.shape), tuple(own[key].shape))
+              for key, value in state_dict.items()
+              if key in own and hasattr(value, 'shape') and value.shape != own[key].shape]
+    missing = [key for key in own if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in own]
+    parts = []
+    if shapes:
+        parts.append(f'{len(shapes)} tensor(s) differ in shape, e.g. ' + '; '.join(
+            f'{key}: checkpoint {a} vs model {b}' for key, a, b in shapes[:3]))
+    if missing:
+        parts.append(f'{len(missing)} key(s) missing from the checkpoint, e.g. {missing[:3]}')
+    if unexpected:
+        parts.append(f'{len(unexpected)} unexpected key(s), e.g. {unexpected[:3]}')
+    return '; '.join(parts)
+
+
 def load_pretrain_model(cfg: Config, state_dict: Dict[str, Tensor], checkpoint: str,
                         device: str = 'cpu') -> nn.Module:
     """The pre-training model with the whole checkpoint loaded strictly, ready to embed.
@@ -67,9 +95,12 @@ def load_pretrain_model(cfg: Config, state_dict: Dict[str, Tensor], checkpoint: 
     try:
         model.load_state_dict(state_dict, strict=True)
     except (RuntimeError, ValueError) as error:
+        # torch lists every mismatched tensor (hundreds of lines): summarise instead.
         raise PretrainedLoadingError(
             f'{checkpoint} does not fit its pre-training model ({cfg.model.get("type")}, '
-            f'embedding={cfg.model.get("embedding", "neck")!r}) exactly: {error}') from error
+            f'embedding={cfg.model.get("embedding", "neck")!r}) exactly: '
+            f'{_mismatches(model, state_dict) or error}. Use the config the checkpoint was '
+            f'trained with (tools/train.py keeps a copy in its work directory).') from None
     model.to(device)
     model.eval()
     return model

@@ -44,9 +44,15 @@ class SemanticPathHead(BaseModule):
                  loss: dict = dict(type='SemanticPathLoss'),
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if in_channels < 1 or num_levels < 1:
-            raise ValueError(f'in_channels and num_levels must be >= 1, got {in_channels} '
-                             f'and {num_levels}')
+        if num_levels < 1:
+            # HIRL derives num_levels from its num_clusters: name the setting users write.
+            raise ValueError(f'SemanticPathHead needs num_levels >= 1, got {num_levels}: in '
+                             f'a HIRL model it is len(model.num_clusters), so '
+                             f'model.num_clusters is empty. Give one cluster count per '
+                             f'level, finest first, e.g. num_clusters=[30000, 10000, 1000].')
+        if in_channels < 1:
+            raise ValueError(f'SemanticPathHead needs in_channels >= 1 (the embedding '
+                             f'width), got {in_channels}.')
         if num_neg_path < 0 or num_mlp_layer < 1:
             raise ValueError(f'Need num_neg_path >= 0 and num_mlp_layer >= 1 (it counts the '
                              f'Linear layers of each MLP), got {num_neg_path} and '
