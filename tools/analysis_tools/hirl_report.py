@@ -105,6 +105,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     # Read with labels (a folder read with_label=False for pre-training gets its classes).
     train_cfg = labelled_dataset_cfg(cfg.train_dataloader.dataset, report.eval_pipeline)
     memory_loader = build_extraction_loader(train_cfg, report.batch_size)
+    hierarchy = args.label_hierarchy or report.get('label_hierarchy')
+    if hierarchy:  # checked now, as the other tools do, not after the long KNN step
+        try:
+            dataset_label_levels(memory_loader.dataset, hierarchy)
+        except (ValueError, TypeError, FileNotFoundError) as error:
+            sys.exit(f'error: {error}')
     query_loader = build_extraction_loader(report.query_dataset, report.batch_size)
     memory = extract_embeddings(model, memory_loader, model.embed, show_progress=False)
     queries = extract_embeddings(model, query_loader, model.embed, show_progress=False)

@@ -14,6 +14,8 @@ from hirl_mm.clustering import cluster_size_stats, format_cluster_size_stats
 from hirl_mm.datasets.fingerprint import dataset_fingerprint
 from hirl_mm.engine.hooks.pipeline_checks import (check_num_clusters, config_eval_pipeline,
                                                   probe_first_sample)
+from hirl_mm.engine.hooks.collapse_check import check_collapse
+from hirl_mm.engine.hooks.schedule_checks import check_hirl_schedule
 from hirl_mm.engine.hooks.training_utils import require_epoch_based_loop
 from hirl_mm.registry import CLUSTERERS, HOOKS
 from hirl_mm.utils.feature_extraction import (build_extraction_loader,
@@ -209,6 +211,7 @@ class HierarchicalClusteringHook(Hook):
                            'HierarchicalClusteringHook', where)
         check_num_clusters(get_ori_model(runner.model).prototypes.num_clusters,
                            len(self._loader.dataset), dist.get_world_size())
+        check_hirl_schedule(runner, self.warmup_epochs, self.interval)  # clusters at all?
 
     def _build_loader(self, runner: Runner) -> torch.utils.data.DataLoader:
         train_cfg = runner.cfg.train_dataloader
@@ -302,3 +305,4 @@ class HierarchicalClusteringHook(Hook):
                 for key in ('min_size', 'median_size', 'max_size', 'num_empty'):
                     scalars[f'hirl/level{s["level"]}_{key}'] = float(s[key])
             runner.visualizer.add_scalars(scalars, step=runner.epoch)
+        check_collapse(runner, stats)  # warns, or stops after repeated collapsed rounds
