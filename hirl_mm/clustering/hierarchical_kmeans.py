@@ -1,4 +1,5 @@
 """Bottom-up hierarchical k-means: the hierarchical prototypes of HIRL."""
+import functools
 import logging
 import numbers
 from typing import List, Optional, Sequence
@@ -13,6 +14,7 @@ from torch import Tensor
 from hirl_mm.registry import CLUSTERERS
 from .backends import BACKENDS, get_kmeans_fn, resolve_backend
 from .hierarchical_kmeans_distributed import sharded_hierarchical_kmeans
+from .kmeans_torch import check_precision
 from .result import HierarchicalClusteringResult
 
 __all__ = ['HierarchicalKMeans', 'HierarchicalClusteringResult']
@@ -105,6 +107,10 @@ class HierarchicalKMeans:
             (when the caller passes them) with ``warm_start_num_redo`` restarts in all:
             the warm one and ``warm_start_num_redo - 1`` random ones.
         warm_start_num_redo (int): Restarts of a warm-started level.
+        precision (str): Of the torch and sharded back ends' distance products:
+            ``'fp32'`` (default), ``'tf32'`` (CUDA's TF32 tensor cores; float32 elsewhere)
+            or ``'bf16'`` (bf16 inputs, float32 accumulation). Norms, sums and centroids
+            stay float32. faiss ignores it.
     """
 
     def __init__(self,
@@ -118,7 +124,8 @@ class HierarchicalKMeans:
                  verbose: bool = False,
                  distributed: Optional[bool] = None,
                  warm_start: bool = False,
-                 warm_start_num_redo: int = 1) -> None:
+                 warm_start_num_redo: int = 1,
+                 precision: str = 'fp32') -> None:
         self.num_clusters = _check_num_clusters(num_clusters)
         for name, value, low in (('num_iters', num_iters, 1), ('num_redo', num_redo, 1),
                                  ('max_points_per_centroid', max_points_per_centroid, 1),
@@ -140,7 +147,10 @@ class HierarchicalKMeans:
             print_log('faiss is not installed: HierarchicalKMeans uses the pure-torch k-means '
                       '(pip install faiss-cpu or faiss-gpu for the reference back end).',
                       logger='current')
+        self.precision = check_precision(precision)
         self._kmeans = get_kmeans_fn(self.backend)
+        if self.backend == 'torch':
+            self._kmeans = functools.partial(self._kmeans, precision=self.precision)
         self.num_iters = int(num_iters)
         self.num_redo = int(num_redo)
         self.seed = int(seed)
@@ -155,7 +165,8 @@ class HierarchicalKMeans:
         return (f'{type(self).__name__}(num_clusters={self.num_clusters}, '
                 f'backend={self.backend!r}, num_iters={self.num_iters}, '
                 f'num_redo={self.num_redo}, seed={self.seed}, '
-                f'distributed={self.distributed}, warm_start={self.warm_start})')
+                f'distributed={self.distributed}, warm_start={self.warm_start}, '
+                f'precision={self.precision!r})')
 
     def uses_sharded(self) -> bool:
         """Whether :meth:`cluster_shard` runs the sharded back end in this run."""
@@ -209,7 +220,8 @@ class HierarchicalKMeans:
                 self._warn_if_sparse(level, n, k)
         return sharded_hierarchical_kmeans(
             features, sample_idx, num_samples, self.num_clusters, self.num_iters,
-            self._num_redo, self.seed, self.max_points_per_centroid, init, self.verbose)
+            self._num_redo, self.seed, self.max_points_per_centroid, init, self.verbose,
+            self.precision)
 
     def _warn_if_sparse(self, level: int, num_points: int, k: int) -> None:
         """Warn through the logger when a level has too few points per centroid."""

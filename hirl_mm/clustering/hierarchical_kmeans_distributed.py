@@ -93,7 +93,8 @@ def sharded_hierarchical_kmeans(
         seed: int,
         max_points_per_centroid: int,
         init: Optional[Sequence[Optional[Tensor]]] = None,
-        verbose: bool = False) -> HierarchicalClusteringResult:
+        verbose: bool = False,
+        precision: str = 'fp32') -> HierarchicalClusteringResult:
     """Bottom-up hierarchical k-means of a sharded data set; the same result on every rank.
 
     Args:
@@ -110,6 +111,7 @@ def sharded_hierarchical_kmeans(
         init (Sequence[Tensor | None], optional): Per level, ``[K_l, D]`` centroids to warm
             start from (identical on every rank), or None.
         verbose (bool): Log every restart.
+        precision (str): Of the distance products (``'fp32'``, ``'tf32'``, ``'bf16'``).
 
     Returns:
         HierarchicalClusteringResult: On the features' device, identical on every rank.
@@ -118,7 +120,8 @@ def sharded_hierarchical_kmeans(
     init = list(init) if init is not None else [None] * len(num_clusters)
     level0 = sharded_kmeans(features, sample_idx, num_samples, num_clusters[0], num_iters,
                             num_redo(int(init[0] is not None)), seed,
-                            max_points_per_centroid, init[0], verbose)
+                            max_points_per_centroid, init[0], verbose,
+                            precision=precision)
     im2cluster = [gather_assignment(level0.assignment, sample_idx, num_samples)]
     centroids = [F.normalize(level0.centroids, dim=1)]
     parents: List[Tensor] = []
@@ -126,7 +129,8 @@ def sharded_hierarchical_kmeans(
         # Every rank clusters the same K_{l-1} centroids with the same seed: same result.
         level_centroids, assignment = torch_kmeans(
             centroids[-1], k, num_iters, num_redo(int(init[level] is not None)),
-            seed + level, max_points_per_centroid, 0, verbose, init[level])
+            seed + level, max_points_per_centroid, 0, verbose, init[level],
+            precision=precision)
         parents.append(assignment)
         im2cluster.append(assignment[im2cluster[-1]])
         centroids.append(F.normalize(level_centroids, dim=1))

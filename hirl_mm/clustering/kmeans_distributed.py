@@ -20,7 +20,7 @@ from mmengine import dist
 from mmengine.logging import print_log
 from torch import Tensor
 
-from .kmeans_torch import (CHUNK_ELEMENTS, centroid_sums, draw_init_rows,
+from .kmeans_torch import (centroid_sums, check_precision, chunk_elements_for, draw_init_rows,
                            draw_training_subset, nearest_centroid, split_empty_clusters)
 
 
@@ -74,8 +74,8 @@ def _owned_rows(rows: Tensor, positions: Tensor, wanted: Tensor, dim: int) -> Te
     return out
 
 
-def _assign_and_sum(x: Tensor, centroids: Tensor,
-                    chunk_elements: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+def _assign_and_sum(x: Tensor, centroids: Tensor, chunk_elements: int,
+                    precision: str) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """Local step: nearest centroid of every row, chunked, with float64 running sums.
 
     Returns:
@@ -90,7 +90,8 @@ def _assign_and_sum(x: Tensor, centroids: Tensor,
     rows = _rows_per_chunk(k, dim, chunk_elements)
     for start in range(0, x.shape[0], rows):
         block = x[start:start + rows].to(torch.float32)  # fp16 / bf16 banks: fp32 maths
-        idx, sq_dists = nearest_centroid(block, centroids, chunk_elements=chunk_elements)
+        idx, sq_dists = nearest_centroid(block, centroids, chunk_elements=chunk_elements,
+                                         precision=precision)
         assignment[start:start + rows] = idx
         block_counts = torch.bincount(idx, minlength=k)
         counts += block_counts
@@ -101,38 +102,46 @@ def _assign_and_sum(x: Tensor, centroids: Tensor,
     return assignment, counts, sums, objective
 
 
-def _lloyd(train: Tensor, init: Tensor, num_iters: int,
-           chunk_elements: int) -> Tuple[Tensor, float, int]:
-    """Lloyd iterations over the sharded training rows; identical results on every rank."""
-    centroids, objective, num_split = init.clone(), float('inf'), 0
+def _lloyd(train: Tensor, init: Tensor, num_iters: int, chunk_elements: int,
+           precision: str) -> Tuple[Tensor, float, int]:
+    """Lloyd iterations over the sharded training rows; identical results on every rank.
+
+    The objective and split count stay on the device until the restart ends.
+    """
+    centroids, objective = init.clone(), None
+    num_split = torch.zeros((), dtype=torch.long, device=init.device)
     for _ in range(num_iters):
-        _, counts, sums, local_objective = _assign_and_sum(train, centroids, chunk_elements)
-        for tensor in (counts, sums, local_objective):
+        _, counts, sums, objective = _assign_and_sum(train, centroids, chunk_elements,
+                                                     precision)
+        for tensor in (counts, sums, objective):
             dist.all_reduce(tensor)
-        objective = float(local_objective)
         centroids = (sums / counts.clamp_min(1).unsqueeze(1).to(sums.dtype)).to(torch.float32)
         num_split += split_empty_clusters(centroids, counts)
-    return centroids, objective, num_split
+    return centroids, float('inf') if objective is None else float(objective), int(num_split)
 
 
 def nearest_centroid_chunked(x: Tensor, centroids: Tensor,
-                             chunk_elements: int = CHUNK_ELEMENTS) -> Tensor:
+                             chunk_elements: Optional[int] = None,
+                             precision: str = 'fp32') -> Tensor:
     """Nearest centroid of every row of a (possibly half-precision) shard, in float32 chunks.
 
     Args:
         x (Tensor): ``[n, D]`` points, any float dtype.
         centroids (Tensor): ``[k, D]`` float32 centroids on ``x``'s device.
-        chunk_elements (int): Largest number of entries of one ``[rows, k]`` block.
+        chunk_elements (int, optional): Largest number of entries of one ``[rows, k]``
+            block; by default sized for the device.
+        precision (str): Of the distance product. Defaults to ``'fp32'``.
 
     Returns:
         Tensor: ``[n]`` int64 assignment.
     """
+    chunk_elements = chunk_elements or chunk_elements_for(x.device)
     assignment = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
     rows = _rows_per_chunk(*centroids.shape, chunk_elements)
     for start in range(0, x.shape[0], rows):
         block = x[start:start + rows].to(torch.float32)
         assignment[start:start + rows] = nearest_centroid(
-            block, centroids, chunk_elements=chunk_elements)[0]
+            block, centroids, chunk_elements=chunk_elements, precision=precision)[0]
     return assignment
 
 
@@ -146,7 +155,8 @@ def sharded_kmeans(x: Tensor,
                    max_points_per_centroid: int = 1000,
                    init: Optional[Tensor] = None,
                    verbose: bool = False,
-                   chunk_elements: int = CHUNK_ELEMENTS) -> ShardedKMeansResult:
+                   chunk_elements: Optional[int] = None,
+                   precision: str = 'fp32') -> ShardedKMeansResult:
     """Cluster a data set whose rows are spread over the ranks into ``k`` clusters.
 
     Args:
@@ -163,13 +173,18 @@ def sharded_kmeans(x: Tensor,
         init (Tensor, optional): ``[k, D]`` centroids for restart 0 (a warm start),
             identical on every rank.
         verbose (bool): Log every restart's objective.
-        chunk_elements (int): Largest ``[rows, k]`` distance block.
+        chunk_elements (int, optional): Largest ``[rows, k]`` distance block; by default
+            sized for the device (from the free memory on CUDA).
+        precision (str): Of the distance products: ``'fp32'``, ``'tf32'`` or ``'bf16'``
+            (float32 accumulation). Defaults to ``'fp32'``.
 
     Returns:
         ShardedKMeansResult: Centroids (identical on every rank), this rank's assignment,
         the objective of every restart and the number of empty-cluster splits.
     """
     x = x.detach()
+    check_precision(precision)
+    chunk_elements = chunk_elements or chunk_elements_for(x.device)
     positions = positions.to(device=x.device, dtype=torch.long)
     if not 1 <= k <= num_points:
         raise ValueError(f'k-means needs 1 <= k <= number of points, got k={k}, '
@@ -177,8 +192,8 @@ def sharded_kmeans(x: Tensor,
     dim = x.shape[1]
     if k == num_points:  # every point is its own centroid, as the other back ends do
         centroids = _owned_rows(x, positions, torch.arange(num_points), dim)
-        return ShardedKMeansResult(centroids, nearest_centroid_chunked(x, centroids),
-                                   [0.0], 0)
+        return ShardedKMeansResult(
+            centroids, nearest_centroid_chunked(x, centroids, chunk_elements), [0.0], 0)
 
     generator = torch.Generator(device='cpu').manual_seed(seed)
     subset = draw_training_subset(num_points, k, max_points_per_centroid, generator)
@@ -196,7 +211,8 @@ def sharded_kmeans(x: Tensor,
         else:
             start = _owned_rows(train, train_positions,
                                 draw_init_rows(num_train, k, generator), dim)
-        centroids, objective, splits = _lloyd(train, start, num_iters, chunk_elements)
+        centroids, objective, splits = _lloyd(train, start, num_iters, chunk_elements,
+                                              precision)
         objectives.append(objective)
         num_split += splits
         if verbose:
@@ -204,5 +220,6 @@ def sharded_kmeans(x: Tensor,
                       f'{objective:.6g}, {splits} empty-cluster splits', logger='current')
         if best is None or objective < best_objective:
             best, best_objective = centroids, objective
-    return ShardedKMeansResult(best, nearest_centroid_chunked(x, best, chunk_elements),
-                               objectives, num_split)
+    return ShardedKMeansResult(
+        best, nearest_centroid_chunked(x, best, chunk_elements, precision), objectives,
+        num_split)

@@ -96,3 +96,76 @@ def test_torch_kmeans_repairs_empty_clusters():
     assert 0 <= int(assignment.min()) and int(assignment.max()) < 8
     # The 3 true points are still found.
     assert torch.cdist(x[:3], centroids).min(dim=1).values.max() < 0.05
+
+
+def test_chunked_kmeans_equals_unchunked():
+    """Distance blocks of a few rows give the same clustering as one block for all."""
+    from hirl_mm.clustering.kmeans_torch import kmeans
+    x = torch.nn.functional.normalize(torch.randn(600, 8, generator=torch.Generator()
+                                                  .manual_seed(1)), dim=1)
+    whole = kmeans(x, 12, 8, 2, seed=3, chunk_elements=600 * 12)
+    chunked = kmeans(x, 12, 8, 2, seed=3, chunk_elements=12 * 7)  # 7 rows per block
+    assert torch.equal(whole[1], chunked[1])
+    torch.testing.assert_close(whole[0], chunked[0], rtol=0, atol=0)
+
+
+def test_bf16_distances_keep_the_objective_within_half_a_percent():
+    """bf16 inputs with float32 accumulation (the GPU option), checked on CPU: the
+    objective of its assignment stays within 0.5% of the float32 one."""
+    from hirl_mm.clustering.kmeans_torch import kmeans, nearest_centroid
+    x = torch.nn.functional.normalize(torch.randn(2000, 32, generator=torch.Generator()
+                                                  .manual_seed(0)), dim=1)
+    objective = {}
+    for precision in ('fp32', 'bf16'):
+        centroids, assignment = kmeans(x, 20, 10, 1, seed=0, precision=precision)
+        objective[precision] = float(((x - centroids[assignment]) ** 2).sum())
+        assert torch.equal(assignment, nearest_centroid(x, centroids, precision=precision)[0])
+    assert abs(objective['bf16'] / objective['fp32'] - 1) < 0.005
+    with pytest.raises(ValueError, match='precision must be one of'):
+        kmeans(x, 20, 1, 1, precision='fp16')
+
+
+def _split_loop(centroids, counts):
+    """The host loop the fixed-shape split must match: pair empties (in index order) with
+    the largest clusters of >= 2 points, round after round until none is empty."""
+    from hirl_mm.clustering.kmeans_torch import SPLIT_EPS
+    signs = torch.ones(centroids.shape[1])
+    signs[1::2] = -1
+    num_split = 0
+    while True:
+        empty = torch.nonzero(counts == 0).squeeze(1)
+        sizes, donors = torch.sort(counts, descending=True, stable=True)
+        donors = donors[sizes >= 2]
+        num = min(empty.numel(), donors.numel())
+        if num == 0:
+            return num_split
+        empty, donors = empty[:num], donors[:num]
+        donor_centroids = centroids[donors]
+        centroids[empty] = donor_centroids * (1 + SPLIT_EPS * signs)
+        centroids[donors] = donor_centroids * (1 - SPLIT_EPS * signs)
+        half = counts[donors] // 2
+        counts[empty] = half
+        counts[donors] -= half
+        num_split += num
+
+
+@pytest.mark.parametrize('seed', range(6))
+def test_split_empty_clusters_matches_the_host_loop(seed):
+    """The device-side rounds give exactly what splitting round by round on the host does,
+    also when most clusters are empty (one cluster holding everything, seed 0)."""
+    generator = torch.Generator().manual_seed(seed)
+    k = 37
+    counts = torch.randint(0, 6, (k, ), generator=generator)
+    counts[torch.rand(k, generator=generator) < 0.5] = 0
+    if seed == 0:
+        counts = torch.zeros(k, dtype=torch.long)
+        counts[5] = 500
+    centroids = torch.randn(k, 4, generator=generator)
+    expected_c, expected_n = centroids.clone(), counts.clone()
+    expected_split = _split_loop(expected_c, expected_n)
+    num_split = split_empty_clusters(centroids, counts)
+    assert int(num_split) == expected_split
+    assert torch.equal(counts, expected_n)
+    torch.testing.assert_close(centroids, expected_c, rtol=0, atol=0)
+    if int(counts.sum()) >= k:  # with fewer points than clusters some must stay empty
+        assert (counts > 0).all()

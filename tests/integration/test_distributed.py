@@ -52,6 +52,44 @@ def test_two_ranks_hold_identical_prototypes(algorithm, tmp_path):
             assert sorted(indices.tolist()) == list(range(41))  # each sample exactly once
 
 
+def test_two_ranks_cluster_the_training_fed_bank(tmp_path):
+    """feature_bank=True on 2 gloo processes: each rank clusters only the rows of samples
+    it trained on (plus its share of those no rank saw), no features are gathered, and
+    the prototypes are identical on both ranks."""
+    data = make_image_folder(tmp_path / 'data', per_class=10)
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(data / 'class_0' / 'extra.png')
+    work_dir = tmp_path / 'work'
+    work_dir.mkdir()
+    env = dict(os.environ, OMP_NUM_THREADS='1', HIRL_TEST_FEATURE_BANK='1',
+               PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[2]),
+                                           os.environ.get('PYTHONPATH', '')]))
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+           f'--master_port={_free_port()}', str(Path(__file__).with_name('dist_worker.py')),
+           'MoCo', str(data), str(work_dir)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    (work_dir / 'torchrun.log').write_text(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ranks = [torch.load(work_dir / f'rank{r}.pth', map_location='cpu') for r in (0, 1)]
+    protos0, protos1 = ranks[0]['prototypes'], ranks[1]['prototypes']
+    assert int(protos0['num_updates']) == 2 and protos0['im2cluster_0'].shape == (41, )
+    for key in protos0:
+        assert torch.equal(protos0[key], protos1[key]), key
+    for round_index in range(2):  # rounds before epochs 1 and 2, from epochs 0 and 1
+        held = [set(rank['bank_rounds'][round_index]['sample_idx'].tolist())
+                for rank in ranks]
+        assert held[0].isdisjoint(held[1]) and held[0] | held[1] == set(range(41))
+        epoch = ranks[0]['bank_rounds'][round_index]['epoch']
+        seen = [set(rank['seen'][epoch]) for rank in ranks]
+        missing = set(range(41)) - seen[0] - seen[1]
+        num_missing = ranks[0]['bank_rounds'][round_index]['num_missing']
+        # 41 images, 2 ranks x 5 batches of 4 (drop_last): at least one sample unseen.
+        assert num_missing == len(missing) >= 1
+        for rank, rank_held in enumerate(held):
+            # Only rows of its own samples, or its share of the unseen ones.
+            assert rank_held <= seen[rank] | missing
+            assert len(rank_held) <= len(seen[rank]) + len(missing)
+
+
 @pytest.mark.skipif(not os.path.isfile('/usr/share/datasets/fashion-mnist/'
                                        'train-images-idx3-ubyte.gz'),
                     reason='Debian package dataset-fashion-mnist is not installed')

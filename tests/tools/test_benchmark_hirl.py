@@ -165,6 +165,13 @@ def test_overhead_table_and_ratios(capsys):
     # Per image: 80 ms baseline step, 90 ms HIRL step; extraction 10 ms = 0.12x a step.
     assert 'baseline training step 80.000; HIRL training step' in out and '90.000 (1.12x)' in out
     assert 'extraction 1.00 s (10.000 ms / image, 0.12x' in out
+    assert '(1.12x; MISSES the 1.03x target)' in out
+    bank = dict(hirl, records=[epoch(1, 10., 8.), epoch(2, 10.3, 9., 0.1, 0.2)])
+    overhead.print_overhead(baseline, hirl, bank)
+    out = capsys.readouterr().out
+    assert 'HIRL with the training-fed feature bank' in out
+    assert 'epochs with a clustering round : HIRL (bank) / baseline 1.03x (meets the 1.05x' in out
+    assert 'reading it (and embedding the samples no step saw) 0.10 s, clustering 0.20 s' in out
 
 
 @pytest.mark.slow
@@ -179,8 +186,11 @@ def test_overhead_section_trains_both_configs(capsys):
     args = bench.parse_args(argv)
     runs = bench.benchmark_overhead(args)
     out = capsys.readouterr().out
-    base, hirl = runs['baseline'], runs['hirl']
-    assert base['num_samples'] == hirl['num_samples'] == 60
+    base, hirl, bank = runs['baseline'], runs['hirl'], runs['bank']
+    assert base['num_samples'] == hirl['num_samples'] == bank['num_samples'] == 60
+    # With the bank, the round before epoch 2 reads what epoch 1's steps wrote.
+    assert bank['records'][0]['extract'] == 0 and bank['records'][1]['cluster'] > 0
+    assert 'HIRL (bank) / baseline' in out
     assert hirl['num_clusters'] == [12, 6, 3] and base['num_clusters'] is None
     assert [r['images'] for r in base['records']] == [60, 60]
     # Warm-up epoch 1 has no round; epoch 2 follows one.

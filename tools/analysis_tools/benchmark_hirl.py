@@ -21,11 +21,16 @@
     ``--kmeans-*`` sizes): wall time, peak memory per process, objective vs faiss,
     agreement with the single-process torch back end; then the next round on drifted
     features, cold vs warm started.
-(f) ``overhead``: HIRL's cost per epoch: the demo config and its baseline (same data, seed
-    and schedule) trained one after the other, timed epoch by epoch with ``EpochTimerHook``
-    and split into training steps, data loading, extraction, clustering and other hooks;
-    the ratio HIRL / baseline against the 1.25x target, and the per-image costs.
-(g) ``bank``: the bytes of the clustering feature bank every rank holds for a data set of
+(f) ``overhead``: HIRL's cost per epoch: the demo config's baseline, the demo config
+    (extraction pass) and the demo config with the training-fed feature bank (same data,
+    seed and schedule) trained one after the other, timed epoch by epoch with
+    ``EpochTimerHook`` and split into training steps, data loading, extraction, clustering
+    and other hooks; the ratios to the baseline against their targets (1.25x with
+    extraction, 1.05x with the bank, 1.03x for the training step), and per-image costs.
+(g) ``step``: HIRL's training step against its baseline's on the same real batch (the
+    demo configs by default), interleaved, and a profile of HIRL's extra time: locating
+    the view's rows, path lookup, negative paths, the semantic heads and the loss.
+(h) ``bank``: the bytes of the clustering feature bank every rank holds for a data set of
     ``--bank-samples`` images (ImageNet-1k by default), float32, per width. Computed
     (``N * D * 4``), not measured.
 
@@ -60,9 +65,11 @@ from hirl_benchmarks.kmeans_sharded import benchmark_kmeans_sharded  # noqa: E40
 from hirl_benchmarks.overhead import (DEMO_BASELINE, DEMO_CONFIG,  # noqa: E402
                                       benchmark_overhead)
 from hirl_benchmarks.semantic_loss import benchmark_loss  # noqa: E402
+from hirl_benchmarks.step_profile import benchmark_step  # noqa: E402
 from hirl_benchmarks.worker import run_worker  # noqa: E402
 
-SECTIONS = ('loss', 'heads', 'kmeans', 'kmeans-by-dim', 'kmeans-sharded', 'overhead', 'bank')
+SECTIONS = ('loss', 'heads', 'kmeans', 'kmeans-by-dim', 'kmeans-sharded', 'step', 'overhead',
+            'bank')
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -147,7 +154,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     ks.add_argument('--kmeans-backend', default='torch', help=argparse.SUPPRESS)
     ks.add_argument('--kmeans-out', help=argparse.SUPPRESS)
     ks.add_argument('--kmeans-warm', action='store_true', help=argparse.SUPPRESS)
-    ov = parser.add_argument_group('HIRL overhead per epoch (two trainings, minutes)')
+    st = parser.add_argument_group('HIRL training step vs the baseline, profiled (seconds)')
+    st.add_argument('--skip-step', action='store_true', help='skip the step section')
+    st.add_argument('--step-config', default=DEMO_CONFIG, help='the HIRL config')
+    st.add_argument('--step-baseline', default=DEMO_BASELINE, help='its baseline config')
+    st.add_argument('--step-options', nargs='+', metavar='KEY=VALUE',
+                    help='config overrides of both (as tools/train.py --cfg-options)')
+    st.add_argument('--step-repeats', type=int, default=20, help='timed steps of each')
+    st.add_argument('--step-warmup', type=int, default=3, help='untimed steps of each first')
+    ov = parser.add_argument_group('HIRL overhead per epoch (three trainings, minutes)')
     ov.add_argument('--skip-overhead', action='store_true', help='skip the overhead section')
     ov.add_argument('--overhead-config', default=DEMO_CONFIG, help='the HIRL config')
     ov.add_argument('--overhead-baseline', default=DEMO_BASELINE,
@@ -158,6 +173,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     ov.add_argument('--overhead-hirl-options', nargs='+', metavar='KEY=VALUE',
                     help='config options for the HIRL training only, e.g. '
                     'model.num_clusters=[12,6,3]')
+    ov.add_argument('--overhead-no-bank', action='store_true',
+                    help='skip the third training: HIRL with the training-fed feature bank')
     ov.add_argument('--overhead-keep-monitor', action='store_true',
                     help="keep the HIRL config's HierarchyMonitorHook (an evaluation the "
                     'baseline does not run; dropped by default)')
@@ -223,7 +240,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ok = True
     runners = {'loss': benchmark_loss, 'kmeans': benchmark_kmeans, 'heads': benchmark_heads,
                'kmeans-by-dim': benchmark_kmeans_by_dim, 'bank': benchmark_bank,
-               'kmeans-sharded': benchmark_kmeans_sharded, 'overhead': benchmark_overhead}
+               'kmeans-sharded': benchmark_kmeans_sharded, 'overhead': benchmark_overhead,
+               'step': benchmark_step}
     for i, section in enumerate(selected_sections(args)):
         if i:
             print()

@@ -1,5 +1,4 @@
 """Re-compute HIRL's hierarchical prototypes over the whole training set every epoch."""
-import copy
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -11,6 +10,9 @@ from mmpretrain.utils import get_ori_model
 from torch import Tensor, nn
 
 from hirl_mm.clustering import cluster_size_stats, format_cluster_size_stats
+from hirl_mm.clustering.feature_bank import FeatureBank
+from hirl_mm.engine.hooks.clustering_inputs import (BANK_DTYPES, IMAGENET_EXTRACT_PIPELINE,
+                                                    bank_round_rows, with_pipeline)
 from hirl_mm.datasets.fingerprint import dataset_fingerprint
 from hirl_mm.engine.hooks.pipeline_checks import (check_num_clusters, config_eval_pipeline,
                                                   probe_first_sample)
@@ -18,18 +20,11 @@ from hirl_mm.engine.hooks.collapse_check import check_collapse
 from hirl_mm.engine.hooks.schedule_checks import check_hirl_schedule
 from hirl_mm.engine.hooks.training_utils import require_epoch_based_loop
 from hirl_mm.registry import CLUSTERERS, HOOKS
+from hirl_mm.utils.dist_utils import all_gather_rows
 from hirl_mm.utils.feature_extraction import (build_extraction_loader,
-                                              extract_embedding_shard, extract_embeddings)
+                                              extract_embedding_shard, extract_embeddings,
+                                              place_by_index)
 
-# The spec's eval transform for ImageNet-sized images (resize 256, center-crop 224).
-IMAGENET_EXTRACT_PIPELINE = [
-    dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=256, edge='short', backend='pillow'),
-    dict(type='CenterCrop', crop_size=224),
-    dict(type='PackInputs'),
-]
-# Dtypes the feature bank may be kept in (the clustering maths is float32 either way).
-BANK_DTYPES = {'float32': torch.float32, 'float16': torch.float16, 'bfloat16': torch.bfloat16}
 # What the hook does when stored prototypes do not belong to the training set.
 ON_DATA_CHANGE = ('recluster', 'error')
 # Message-hub info where the hook leaves its last round's timings for EpochTimerHook:
@@ -37,18 +32,14 @@ ON_DATA_CHANGE = ('recluster', 'error')
 LAST_ROUND_INFO = 'hirl/last_round'
 
 
-def _with_pipeline(dataset_cfg: dict, pipeline: List[dict]) -> dict:
-    """A copy of a dataset config whose (innermost) pipeline is ``pipeline``."""
-    if not isinstance(dataset_cfg, dict):
-        raise TypeError('HierarchicalClusteringHook rebuilds the training set with the '
-                        'extraction pipeline and needs train_dataloader.dataset as a config '
-                        f'dict, not {type(dataset_cfg).__name__}.')
-    cfg = copy.deepcopy(dataset_cfg)
-    if 'dataset' in cfg and 'pipeline' not in cfg:  # a wrapper such as RepeatDataset
-        cfg['dataset'] = _with_pipeline(cfg['dataset'], pipeline)
-    else:
-        cfg['pipeline'] = copy.deepcopy(pipeline)
-    return cfg
+# Default extraction batch on a GPU: this many times the training batch per process.
+GPU_EXTRACT_BATCH_FACTOR = 4
+
+
+def _model_device(runner: Runner) -> torch.device:
+    """The device of the model's parameters (CPU for a model without any)."""
+    param = next(get_ori_model(runner.model).parameters(), None)
+    return torch.device('cpu') if param is None else param.device
 
 
 @HOOKS.register_module()
@@ -83,7 +74,9 @@ class HierarchicalClusteringHook(Hook):
             the config's evaluation pipeline (``test_dataloader``'s, ``val_dataloader``'s,
             or a top-level ``test_pipeline`` / ``val_pipeline`` / ``eval_pipeline``), else
             the spec's ImageNet eval transform (resize 256, center-crop 224).
-        extract_batch_size (int, optional): Defaults to the training batch size.
+        extract_batch_size (int, optional): Defaults to the training batch size (4x it
+            on a GPU, where the pass runs in bf16 autocast with channels-last images and
+            pinned memory).
         extract_num_workers (int, optional): Defaults to the training loader's.
         bank_dtype (str): Dtype of the extracted feature bank: ``'float32'`` (default),
             ``'float16'`` or ``'bfloat16'`` (half the memory; distances, sums and
@@ -92,6 +85,15 @@ class HierarchicalClusteringHook(Hook):
         on_data_change (str): When prototypes loaded from a checkpoint were built on other
             data than the training set (another size or sample list): ``'recluster'`` (at
             once, before training on them; the default) or ``'error'`` (stop).
+        feature_bank (bool): Cluster the embeddings the previous epoch's training steps
+            computed instead of extracting them in a pass over the data (as DeepCluster-v2
+            does): each step writes the clustering encoder's rows of its samples (the
+            momentum / teacher encoder's output where the method computes one, else the
+            online embedding of the first view) into a per-rank bank at their
+            ``sample_idx``; the samples no rank trained on in that epoch (``drop_last``)
+            are embedded with the extraction pipeline. The bank is not checkpointed: the
+            first round after a resume extracts once. Defaults to False (the paper's
+            extraction pass).
     """
 
     priority = 'NORMAL'
@@ -104,7 +106,8 @@ class HierarchicalClusteringHook(Hook):
                  extract_batch_size: Optional[int] = None,
                  extract_num_workers: Optional[int] = None,
                  bank_dtype: str = 'float32',
-                 on_data_change: str = 'recluster') -> None:
+                 on_data_change: str = 'recluster',
+                 feature_bank: bool = False) -> None:
         if warmup_epochs < 0 or interval < 1:
             raise ValueError(f'Need warmup_epochs >= 0 and interval >= 1, got '
                              f'warmup_epochs={warmup_epochs}, interval={interval}.')
@@ -125,6 +128,8 @@ class HierarchicalClusteringHook(Hook):
             raise ValueError(f'bank_dtype must be one of {tuple(BANK_DTYPES)}, got '
                              f'{bank_dtype!r}.')
         self.bank_dtype = bank_dtype
+        self.feature_bank = bool(feature_bank)
+        self._bank: Optional[FeatureBank] = None
         self._loader = None
         self._clusterer = None
 
@@ -146,12 +151,38 @@ class HierarchicalClusteringHook(Hook):
         self._resolve_pipeline(runner)
         self._loader = self._build_loader(runner)
         self._check_before_training(runner)
+        if self.feature_bank:
+            loader = runner.train_dataloader
+            self._bank = FeatureBank(len(loader) * loader.batch_size,
+                                     BANK_DTYPES[self.bank_dtype])
 
     def before_train_epoch(self, runner: Runner) -> None:
         if self.is_due(runner.epoch):
             self._cluster_and_record(runner)
         else:
             self._check_prototypes_fit_data(runner)
+        # The epoch before a round fills the bank (none after the last epoch).
+        fills = (self._bank is not None and self.is_due(runner.epoch + 1)
+                 and runner.epoch + 1 < runner.max_epochs)
+        if fills:
+            self._bank.reset(runner.epoch)
+        get_ori_model(runner.model).bank_recording = fills
+
+    def after_train_iter(self, runner: Runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        model = get_ori_model(runner.model)
+        if not model.bank_recording:
+            return
+        rows = model.pop_bank_rows()
+        if rows is None:
+            raise RuntimeError(
+                'HierarchicalClusteringHook(feature_bank=True): the training step left no '
+                'rows for the feature bank; the model\'s loss did not run through HIRL\'s '
+                '(a custom train_step?). Use feature_bank=False.')
+        self._bank.add(*rows)
+
+    def after_train_epoch(self, runner: Runner) -> None:
+        get_ori_model(runner.model).bank_recording = False
 
     def _cluster_and_record(self, runner: Runner) -> None:
         """One clustering round, then record which data it was built on."""
@@ -216,12 +247,15 @@ class HierarchicalClusteringHook(Hook):
     def _build_loader(self, runner: Runner) -> torch.utils.data.DataLoader:
         train_cfg = runner.cfg.train_dataloader
         self._resolve_pipeline(runner)
+        on_gpu = _model_device(runner).type == 'cuda'
         return build_extraction_loader(
-            _with_pipeline(train_cfg['dataset'], self.extract_pipeline),
-            batch_size=self.extract_batch_size or train_cfg['batch_size'],
+            with_pipeline(train_cfg['dataset'], self.extract_pipeline),
+            # Inference keeps no activations for a backward: larger batches fit on a GPU.
+            batch_size=self.extract_batch_size or train_cfg['batch_size'] * (
+                GPU_EXTRACT_BATCH_FACTOR if on_gpu else 1),
             num_workers=(train_cfg.get('num_workers', 0)
                          if self.extract_num_workers is None else self.extract_num_workers),
-            seed=runner.seed)
+            seed=runner.seed, pin_memory=on_gpu)
 
     def extract(self, runner: Runner) -> Tensor:
         """L2-normalised embeddings of every training sample, ``[N, D]``, on every rank."""
@@ -240,36 +274,67 @@ class HierarchicalClusteringHook(Hook):
             dtype=BANK_DTYPES[self.bank_dtype])
         return features, sample_idx, len(loader.dataset)
 
+    def bank_is_current(self, runner: Runner) -> bool:
+        """Whether the feature bank holds the rows of the epoch before ``runner.epoch``."""
+        return (self._bank is not None and self._bank.epoch is not None
+                and self._bank.epoch == runner.epoch - 1)
+
+    def _round_rows(self, runner: Runner, sharded: bool) -> Tuple[Tensor, Tensor, int, str]:
+        """The rows a round clusters: this rank's shard with its ``sample_idx`` (sharded)
+        or all ``[N, D]`` rows in ``sample_idx`` order (``sample_idx`` then None), ``N``,
+        and where they came from (for the log)."""
+        model = get_ori_model(runner.model)
+        if not self.bank_is_current(runner):
+            if self._bank is not None:
+                runner.logger.info(
+                    f'HIRL: the feature bank holds no rows of epoch {runner.epoch - 1} (the '
+                    f'first round before any training epoch, or the first round after a '
+                    f'resume: the bank is not checkpointed); extracting once.')
+            if sharded:
+                features, sample_idx, num_samples = self.extract_shard(runner)
+                return features, sample_idx, num_samples, 'extraction'
+            features = self.extract(runner)
+            return features, None, features.shape[0], 'extraction'
+        loader = self._loader or self._build_loader(runner)
+        features, sample_idx, num_missing = bank_round_rows(self._bank, model, loader)
+        num_samples = len(loader.dataset)
+        if not sharded:  # rank 0 clusters: gathered and placed, as the extraction does
+            features = place_by_index(all_gather_rows(features),
+                                      all_gather_rows(sample_idx), num_samples)
+            sample_idx = None
+        return features, sample_idx, num_samples, (
+            f'feature bank of epoch {self._bank.epoch} ({num_missing} samples no step saw '
+            f'embedded)')
+
     def cluster(self, runner: Runner) -> None:
-        """Extract, cluster (sharded over the ranks, or on rank 0 and broadcast) and store
-        one round of prototypes."""
+        """Extract (or read the feature bank), cluster (sharded over the ranks, or on rank
+        0 and broadcast) and store one round of prototypes."""
         model = get_ori_model(runner.model)
         prototypes = model.prototypes
         sharded = bool(getattr(self._clusterer, 'uses_sharded', lambda: False)())
         # The previous round, for a clusterer that warm starts from it.
         previous = dict(previous=prototypes.as_result()) if prototypes.ready and getattr(
             self._clusterer, 'warm_start', False) else {}
-        runner.logger.info(f'HIRL: extracting embeddings of the training set '
-                           f'(epoch {runner.epoch}, clustering round '
-                           f'{int(prototypes.num_updates) + 1}, '
+        source = ('the feature bank' if self.bank_is_current(runner) else
+                  'an extraction pass over the training set')
+        runner.logger.info(f'HIRL: clustering round {int(prototypes.num_updates) + 1} '
+                           f'before epoch {runner.epoch}: embeddings from {source}, '
                            f'{"sharded over the ranks" if sharded else "clustered on rank 0"}'
-                           f', {self.bank_dtype} bank)')
+                           f', {self.bank_dtype} rows')
+        start = time.perf_counter()
+        features, sample_idx, num_samples, source = self._round_rows(runner, sharded)
+        extract_seconds = time.perf_counter() - start
         start = time.perf_counter()
         if sharded:
-            features, sample_idx, num_samples = self.extract_shard(runner)
-            extract_seconds = time.perf_counter() - start
-            start = time.perf_counter()
             result = self._clusterer.cluster_shard(features, sample_idx, num_samples,
                                                    **previous)
             del features
             prototypes.update(result.centroids, result.parents, result.im2cluster)
-            self._log(runner, prototypes, extract_seconds, time.perf_counter() - start)
+            self._log(runner, prototypes, extract_seconds, time.perf_counter() - start,
+                      source)
             return
-        features = self.extract(runner)
-        extract_seconds = time.perf_counter() - start
 
-        start = time.perf_counter()
-        num_samples, device = features.shape[0], features.device
+        device = features.device
         if dist.is_main_process():
             result = self._clusterer(features, **previous)
             centroids, parents, im2cluster = result.centroids, result.parents, result.im2cluster
@@ -285,13 +350,13 @@ class HierarchicalClusteringHook(Hook):
             dist.broadcast(tensor, src=0)
         prototypes.update(centroids, parents, im2cluster)
         cluster_seconds = time.perf_counter() - start
-        self._log(runner, prototypes, extract_seconds, cluster_seconds)
+        self._log(runner, prototypes, extract_seconds, cluster_seconds, source)
 
     def _log(self, runner: Runner, prototypes: nn.Module, extract_seconds: float,
-             cluster_seconds: float) -> None:
+             cluster_seconds: float, source: str = 'extraction') -> None:
         stats = cluster_size_stats(prototypes.as_result())
         runner.logger.info(
-            f'HIRL clustering of {prototypes.num_samples} samples: extraction '
+            f'HIRL clustering of {prototypes.num_samples} samples: {source} '
             f'{extract_seconds:.1f} s, clustering {cluster_seconds:.1f} s\n'
             + format_cluster_size_stats(stats))
         # For EpochTimerHook, which splits the epoch's time.

@@ -1,7 +1,8 @@
 """HIRL on top of any registered mmpretrain self-supervised algorithm."""
-from typing import Dict, List, Optional, Sequence, Type, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Type, Union
 
 import torch
+from mmengine import dist
 from mmengine.model.averaged_model import BaseAveragedModel
 from mmpretrain.models.selfsup import BaseSelfSupervisor
 from mmpretrain.structures import DataSample
@@ -10,6 +11,7 @@ from torch import Tensor, nn
 from hirl_mm.registry import MODELS
 from hirl_mm.utils.dist_utils import all_gather_rows
 from ..utils.backbone_capture import record_calls_of
+from ..utils.shuffled_rows import shuffled_view_rows
 from ..utils.embedding_encoder import (EMBEDDINGS, EmbeddingEncoder, final_token_norm,
                                        infer_output_width)
 from ..utils.hierarchical_prototypes import HierarchicalPrototypes
@@ -61,6 +63,10 @@ class HIRLMixin:
         self.embedding = embedding
         self.feature_source = feature_source
         self.iter_wise_assignment = iter_wise_assignment
+        # Set by HierarchicalClusteringHook(feature_bank=True) in the epochs whose training
+        # forward fills its bank; ``loss`` then leaves (sample_idx, rows) for the hook.
+        self.bank_recording = False
+        self._bank_rows: Optional[Tuple[Tensor, Tensor]] = None
         self._neck_input_layout: Optional[str] = None  # learned from the first neck call
         self.clustering_encoder()  # fail at build time if feature_source cannot be met
         head_cfg = dict(semantic_head)
@@ -185,12 +191,16 @@ class HIRLMixin:
         views = inputs if isinstance(inputs, (list, tuple)) else [inputs]
         embedding = online.find_view_embedding(calls[0], views[0])
         self._remember_layout(online)
+        sample_idx = self._sample_idx(data_samples, embedding.device)
+        if self.bank_recording and self.training:
+            self._bank_rows = self._clustering_rows(
+                views, sample_idx, embedding, momentum,
+                calls[1] if momentum is not None else None)
         if not self.prototypes.ready:
             # Warm-up: a zero loss still touching every head parameter keeps DDP happy.
             losses.update(self.semantic_head.loss(embedding))
             return losses
 
-        sample_idx = self._sample_idx(data_samples, embedding.device)
         if self.iter_wise_assignment and self.training:
             key_embedding = self._key_view_embedding(views, encoders, calls)
             losses['assign_changed_ratio'] = self._reassign(
@@ -199,6 +209,38 @@ class HIRLMixin:
             self.semantic_head.loss(embedding, self.prototypes.paths(sample_idx),
                                     self.prototypes.centroids, self.prototypes.parents))
         return losses
+
+    def _clustering_rows(self, views: List[Tensor], sample_idx: Tensor,
+                         online_embedding: Tensor, momentum: Optional[EmbeddingEncoder],
+                         momentum_calls: Optional[list]) -> Tuple[Tensor, Tensor]:
+        """This step's ``(sample_idx, rows)`` for the training-fed feature bank, detached.
+
+        The clustering encoder's output as the algorithm computed it: the momentum /
+        teacher encoder's embedding of the first view it saw whole (MoCo's key view, BYOL's
+        first view), else the online embedding of the first view. When the momentum
+        encoder ran on keys shuffled across the ranks (MoCo's ``batch_shuffle_ddp``), each
+        rank keeps the rows it computed, whichever rank's samples they are.
+        """
+        if momentum is None or self.feature_source == 'online':
+            return sample_idx, online_embedding.detach()
+        local = next((rows for rows in (momentum.view_embedding(momentum_calls, view)
+                                        for view in views[:2]) if rows is not None), None)
+        if dist.get_world_size() > 1 and len(views) > 1:
+            # Decided together: the shuffled lookup is collective.
+            everywhere = torch.tensor(int(local is not None), device=sample_idx.device)
+            dist.all_reduce(everywhere, op='min')
+            if not int(everywhere):
+                found = shuffled_view_rows(momentum, momentum_calls, views[1], sample_idx)
+                return found or (sample_idx, online_embedding.detach())
+        if local is not None:
+            return sample_idx, local.detach()
+        return sample_idx, online_embedding.detach()
+
+    def pop_bank_rows(self) -> Optional[Tuple[Tensor, Tensor]]:
+        """``(sample_idx, rows)`` the last training step left for the feature bank (once).
+        """
+        rows, self._bank_rows = self._bank_rows, None
+        return rows
 
     @staticmethod
     def _key_view_embedding(views: List[Tensor], encoders: List[EmbeddingEncoder],

@@ -62,7 +62,7 @@ _INT_OF_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 _HASH_CHUNK = 4096  # columns hashed at a time: bounds the int64 temporary
 
 
-def _row_hashes(rows: Tensor) -> Tensor:
+def row_hashes(rows: Tensor) -> Tensor:
     """An exact int64 hash of each row's bytes: identical rows get identical hashes.
 
     Integer arithmetic (wrapping mod 2**64) is exact and order-independent, unlike a float
@@ -90,7 +90,7 @@ def _match_rows(inputs: Tensor, view: Tensor) -> Optional[Tensor]:
             or inputs.dtype != view.dtype:
         return None
     rows, wanted = inputs.flatten(1), view.flatten(1)
-    keys, wanted_keys = _row_hashes(rows), _row_hashes(wanted)
+    keys, wanted_keys = row_hashes(rows), row_hashes(wanted)
     sorted_keys, order = torch.sort(keys)
     pos = torch.searchsorted(sorted_keys, wanted_keys).clamp_(max=len(keys) - 1)
     if not torch.equal(sorted_keys[pos], wanted_keys):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from hirl_mm.engine.hooks import HierarchicalClusteringHook
-from hirl_mm.engine.hooks.hierarchical_clustering_hook import _with_pipeline
+from hirl_mm.engine.hooks.clustering_inputs import with_pipeline as _with_pipeline
 from hirl_mm.registry import HOOKS
 
 

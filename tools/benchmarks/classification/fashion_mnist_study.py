@@ -37,7 +37,7 @@ import statistics
 import subprocess
 import sys
 import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 from mmengine.config import Config, DictAction
@@ -223,12 +223,14 @@ def summarize(runs: Dict[str, List[Dict[str, float]]]) -> str:
 
 
 def paired_differences(runs: Dict[str, List[Dict[str, float]]],
-                       baselines: Dict[str, str]) -> str:
+                       baselines: Union[Dict[str, str], List[Tuple[str, str]]]) -> str:
     """A markdown table of each HIRL variant minus its baseline, seed by seed.
 
     Args:
         runs (dict): ``{variant: [result per seed]}``, results carrying ``seed``.
-        baselines (dict): ``{variant: baseline variant}``.
+        baselines (dict | list): ``{variant: baseline variant}``, or ``(variant, compared
+            variant)`` pairs (a sweep point is compared with the baseline and with the
+            variant it modifies).
 
     Returns:
         str: One row per (variant, metric): mean difference, how many seeds improved, and
@@ -236,7 +238,7 @@ def paired_differences(runs: Dict[str, List[Dict[str, float]]],
     """
     lines = ['| variant - baseline | metric | mean diff | better on | per seed |',
              '|---|---|---|---|---|']
-    for variant, base in baselines.items():
+    for variant, base in (baselines.items() if isinstance(baselines, dict) else baselines):
         if variant not in runs or base not in runs:
             continue
         base_by_seed = {r['seed']: r for r in runs[base]}
@@ -260,10 +262,10 @@ def main() -> int:
     args = parse_args()
     os.makedirs(args.work_dir, exist_ok=True)
     plan = {v: (VARIANTS[v], {}) for v in args.variants}
-    baselines = {v: BASELINES[v] for v in args.variants if v in BASELINES}
+    baselines = [(v, BASELINES[v]) for v in args.variants if v in BASELINES]
     for name, spec in sweep_variants(args.sweep_base, args.sweep).items():
         plan[name] = spec
-        baselines[name] = BASELINES[args.sweep_base]
+        baselines += [(name, BASELINES[args.sweep_base]), (name, args.sweep_base)]
     runs: Dict[str, List[Dict[str, float]]] = {v: [] for v in plan}
     for seed in args.seeds:
         for variant, (config, variant_overrides) in plan.items():
