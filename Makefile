@@ -1,4 +1,7 @@
 # `make demo` and `make test` set everything up on first use (.venv/ in the repository root).
+# On GPU machines run `make setup-gpu` once (faiss-gpu; mmcv CUDA ops where nvcc exists): the
+# variant is recorded in .venv/, and later set-ups (by `make test`, `make demo`) keep it.
+# Afterwards: `source .venv/bin/activate` for the tools/ commands of README and docs/.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -9,9 +12,12 @@ PYTEST_ARGS ?=
 # mmengine imports pkg_resources, which warns on every start; keep the output readable.
 export PYTHONWARNINGS := ignore:pkg_resources is deprecated
 
-.PHONY: setup demo test bench clean-demo
+.PHONY: setup setup-gpu demo test bench docs clean-demo
 
 setup: $(SETUP_STAMP)
+
+setup-gpu:
+	PYTHON=$(PYTHON) bash tools/setup_env.sh --gpu
 
 $(SETUP_STAMP): tools/setup_env.sh setup.py requirements/*.txt
 	PYTHON=$(PYTHON) bash tools/setup_env.sh
@@ -29,6 +35,16 @@ test: setup
 
 bench: setup
 	$(PY) tools/analysis_tools/benchmark_hirl.py
+
+# The documentation site (docs/en, Sphinx + myst-parser), warnings as errors. The docs tools
+# (requirements/docs.txt) are installed into .venv/ on first use.
+DOCS_BUILD := docs/en/_build/html
+docs: setup
+	$(PY) -c "import sphinx, myst_parser, sphinx_rtd_theme" 2>/dev/null || \
+		$(VENV)/bin/uv pip install --python $(PY) -r requirements/docs.txt
+	rm -rf $(DOCS_BUILD)
+	$(PY) -m sphinx -W --keep-going -q -b html docs/en $(DOCS_BUILD)
+	@echo "docs: $(DOCS_BUILD)/index.html"
 
 clean-demo:
 	rm -rf $(DEMO_WORK_DIR)

@@ -2,9 +2,9 @@
 
 Levels are drawn coarsest at the top. With large K only the ``top`` largest clusters of
 the coarsest level are shown and, under every shown node, its ``children`` largest child
-clusters. Each node shows its level and index, its size (clustered images), a strip of
-the images nearest to its centroid and, where the images are labelled, its majority label
-and purity.
+clusters; their trees are wrapped into rows of a screen's width. Each node shows its level
+and index, its size (clustered images), a strip of the images nearest to its centroid and,
+where the images are labelled, its majority label and purity.
 """
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
@@ -16,7 +16,7 @@ from torch import Tensor
 from hirl_mm.evaluation.label_hierarchy import LabelLevel
 
 __all__ = ['TreeNode', 'build_tree', 'matching_label_level', 'draw_tree', 'tree_figsize',
-           'level_sizes']
+           'tree_rows', 'level_sizes']
 
 
 @dataclass
@@ -138,16 +138,55 @@ def _layout(trees: List[TreeNode]) -> None:
         place(tree)
 
 
-def tree_figsize(trees: List[TreeNode], num_levels: int) -> tuple:
-    """Figure size (inches) for the trees: 1.6 in per leaf, 2.4 in per level."""
-    leaves = sum(1 for tree in trees for n in tree.walk() if not n.children)
-    return max(6.0, 1.6 * leaves), 2.4 * num_levels + 0.6
+# Layout of the tree picture, in inches: every leaf gets LEAF_WIDTH, every level LEVEL_HEIGHT.
+# The top clusters' trees are wrapped into rows of at most ``per_row`` leaves, so the
+# picture is about a screen wide (10 leaves: 16 in, 1600 px at 100 dpi) and grows downwards.
+LEAF_WIDTH = 1.6
+LEVEL_HEIGHT = 1.5
+ROW_PAD = 0.5  # per row, between rows
+TITLE_HEIGHT = 0.5
+LABEL_WIDTH = 0.9  # the 'level l / K=k' axis labels left of every row
+DEFAULT_PER_ROW = 10
+FONT_SIZE = 9
+
+
+def _num_leaves(tree: TreeNode) -> int:
+    return sum(1 for n in tree.walk() if not n.children)
+
+
+def tree_rows(trees: List[TreeNode], per_row: int = DEFAULT_PER_ROW) -> List[List[TreeNode]]:
+    """The trees wrapped into rows of at most ``per_row`` leaves, in order (a tree wider
+    than ``per_row`` gets a row of its own)."""
+    rows: List[List[TreeNode]] = []
+    count = 0
+    for tree in trees:
+        leaves = _num_leaves(tree)
+        if not rows or count + leaves > per_row:
+            rows.append([])
+            count = 0
+        rows[-1].append(tree)
+        count += leaves
+    return rows
+
+
+def tree_figsize(trees: List[TreeNode], num_levels: int,
+                 per_row: int = DEFAULT_PER_ROW) -> tuple:
+    """Figure size (inches): 1.6 in per leaf of the widest row (plus the level labels),
+    1.5 in per level in every row."""
+    rows = tree_rows(trees, per_row) or [[]]
+    widest = max(sum(_num_leaves(tree) for tree in row) for row in rows)
+    width = max(6.0, LEAF_WIDTH * max(1, widest) + LABEL_WIDTH)
+    return width, len(rows) * (LEVEL_HEIGHT * num_levels + ROW_PAD) + TITLE_HEIGHT
 
 
 def draw_tree(trees: List[TreeNode], num_clusters: Sequence[int],
               image_of: Callable[[int], np.ndarray], title: str = '',
-              dpi: int = 100):
-    """Draw the trees (coarsest level at the top) with thumbnail strips.
+              dpi: int = 100, per_row: int = DEFAULT_PER_ROW):
+    """Draw the trees (coarsest level at the top of each row) with thumbnail strips.
+
+    The trees (one per drawn top cluster, largest first) are wrapped into rows of at most
+    ``per_row`` leaves; every row has the same scale, so nodes and text have one size
+    throughout. Save the figure as PNG and as SVG (text stays text there: zoomable).
 
     Args:
         trees (list[TreeNode]): From :func:`build_tree`.
@@ -156,6 +195,7 @@ def draw_tree(trees: List[TreeNode], num_clusters: Sequence[int],
             image in [0, 1].
         title (str): Figure title.
         dpi (int): Resolution.
+        per_row (int): Most leaves drawn side by side in one row.
 
     Returns:
         matplotlib.figure.Figure: The figure (the caller saves and closes it).
@@ -165,19 +205,35 @@ def draw_tree(trees: List[TreeNode], num_clusters: Sequence[int],
     import matplotlib.pyplot as plt
 
     num_levels = len(num_clusters)
-    figsize = tree_figsize(trees, num_levels)
-    fig, ax = plt.subplots(figsize=figsize, dpi=dpi)
-    nodes = [n for tree in trees for n in tree.walk()]
-    leaves = max(1, sum(1 for n in nodes if not n.children))
+    rows = tree_rows(trees, per_row) or [[]]
+    figsize = tree_figsize(trees, num_levels, per_row)
+    fig, axes = plt.subplots(len(rows), 1, figsize=figsize, dpi=dpi, squeeze=False)
+    widest = max(1, max(sum(_num_leaves(tree) for tree in row) for row in rows))
     # Inches per data unit, so that the thumbnails stay square.
-    x_inch, y_inch = figsize[0] / (leaves + 0.2), figsize[1] / (num_levels + 0.4)
+    x_inch = (figsize[0] - LABEL_WIDTH) / (widest + 0.2)
+    y_inch = LEVEL_HEIGHT * num_levels / (num_levels + 0.4)
+    for ax, row in zip(axes[:, 0], rows):
+        _layout(row)  # leaves of this row at x = 0, 1, ...
+        _draw_row(ax, [n for tree in row for n in tree.walk()], num_clusters, image_of,
+                  x_inch / y_inch)
+        ax.set_xlim(-0.6, widest - 0.4)
+    _layout(trees)  # back to the layout build_tree returned
+    if title:
+        fig.suptitle(title, fontsize=FONT_SIZE + 1)
+    fig.tight_layout()
+    return fig
+
+
+def _draw_row(ax, nodes: List[TreeNode], num_clusters: Sequence[int],
+              image_of: Callable[[int], np.ndarray], aspect: float) -> None:
+    """One row of trees on ``ax``; ``aspect``: inches per x unit / inches per y unit."""
+    num_levels = len(num_clusters)
     # Thumbnail strips: 4 thumbnails span 0.9 of a leaf's width; square in inches.
     width_of = {id(n): 0.9 * min(1.0, len(n.nearest) / 4) for n in nodes}
-    height_of = {id(n): width_of[id(n)] / max(1, len(n.nearest)) * x_inch / y_inch
-                 for n in nodes}
+    height_of = {id(n): width_of[id(n)] / max(1, len(n.nearest)) * aspect for n in nodes}
     for node in nodes:
         for child in node.children:  # from under the node's text to the child's strip
-            ax.plot([node.x, child.x], [node.level - 0.36, child.level + height_of[id(child)]],
+            ax.plot([node.x, child.x], [node.level - 0.42, child.level + height_of[id(child)]],
                     color='0.6', linewidth=0.8, zorder=1)
     for node in nodes:
         if node.nearest:
@@ -189,20 +245,16 @@ def draw_tree(trees: List[TreeNode], num_clusters: Sequence[int],
         text = f'L{node.level} #{node.cluster}\nn={node.size}'
         if node.label is not None:
             text += f'\n{node.label} ({node.purity:.0%})'
-        ax.text(node.x, node.level - 0.08, text, ha='center', va='top', fontsize=7,
+        ax.text(node.x, node.level - 0.06, text, ha='center', va='top', fontsize=FONT_SIZE,
                 zorder=3)
-    ax.set_xlim(-0.6, leaves - 0.4)
     ax.set_ylim(-0.55, num_levels - 0.4)
     ax.set_aspect('auto')
     ax.set_yticks(range(num_levels))
-    ax.set_yticklabels([f'level {lvl}\nK={k}' for lvl, k in enumerate(num_clusters)])
+    ax.set_yticklabels([f'level {lvl}\nK={k}' for lvl, k in enumerate(num_clusters)],
+                       fontsize=FONT_SIZE)
     ax.set_xticks([])
     for side in ('top', 'right', 'bottom'):
         ax.spines[side].set_visible(False)
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    return fig
 
 
 def _thumb(image: np.ndarray, size: int = 32) -> np.ndarray:

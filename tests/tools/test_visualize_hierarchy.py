@@ -12,7 +12,7 @@ from mmengine.runner import Runner
 from PIL import Image
 
 from hirl_mm.evaluation import clustering_scores, purity
-from hirl_mm.visualization import TreeNode, tree_figsize
+from hirl_mm.visualization import TreeNode, tree_figsize, tree_rows
 from tiny_setup import hirl_config
 
 TOOLS = Path(__file__).parents[2] / 'tools' / 'analysis_tools'
@@ -92,10 +92,11 @@ def test_tree_nodes_are_the_checkpoints_clusters(trained, tmp_path):
     assert drawn['panels'] == ['learned level 0 (K=12)', 'learned level 1 (K=6)',
                                'learned level 2 (K=3)', 'labels: fine (4)',
                                'labels: coarse (2)']
-    # The picture has the laid-out size (1.6 in per leaf, at 100 dpi).
+    # The picture has the laid-out size (1.6 in per leaf, at 100 dpi), and an SVG beside it.
     nodes = [_as_node(root) for root in roots]
     width, height = tree_figsize(nodes, 3)
     assert Image.open(drawn['tree_png']).size == (round(width * 100), round(height * 100))
+    assert Path(drawn['tree_svg']).read_text().lstrip().startswith('<?xml')
     assert Image.open(drawn['embedding_png']).size == (3 * 420, 2 * 400)
     assert json.loads((tmp_path / 'a.json').read_text())['trees'] == roots
 
@@ -103,6 +104,24 @@ def test_tree_nodes_are_the_checkpoints_clusters(trained, tmp_path):
 def _as_node(tree: dict) -> TreeNode:
     return TreeNode(tree['level'], tree['cluster'], tree['size'], tree['nearest'],
                     children=[_as_node(child) for child in tree['children']])
+
+
+def _leaf(cluster: int) -> TreeNode:
+    return TreeNode(0, cluster, 1, [])
+
+
+def test_wide_trees_wrap_into_rows():
+    """Trees go side by side up to per_row leaves, then on to the next row; the picture is
+    as wide as its widest row and one row taller per row."""
+    trees = [TreeNode(1, k, 3, [], children=[_leaf(3 * k + i) for i in range(3)])
+             for k in range(5)]  # 5 trees of 3 leaves
+    rows = tree_rows(trees, per_row=7)
+    assert [[t.cluster for t in row] for row in rows] == [[0, 1], [2, 3], [4]]
+    assert tree_rows(trees[:1], per_row=2) == [trees[:1]]  # a wider tree keeps its row
+    width, height = tree_figsize(trees, 2, per_row=7)
+    one_row_width, one_row_height = tree_figsize(trees[:2], 2, per_row=7)
+    assert width == one_row_width and width <= 12
+    assert height > 2.9 * (one_row_height - 0.5)
 
 
 def test_pictures_change_when_the_hierarchy_changes(trained, tmp_path):
@@ -137,3 +156,57 @@ def test_hirl_report_scores_levels_against_the_hierarchy_file(trained, tmp_path)
         assert row['fine'] == clustering_scores(FINE, assign)
         assert row['coarse'] == clustering_scores(1 - FINE // 2, assign)
         assert purity(FINE, assign) > 0
+
+
+@pytest.fixture(scope='module')
+def flat_trained(image_folder, tmp_path_factory):
+    """(config file, checkpoint) of a 2-epoch HIRL-SimCLR run on a folder without class
+    sub-folders (own data without labels), with no ``report`` dict in the config."""
+    work = tmp_path_factory.mktemp('flat')
+    flat = work / 'images'
+    flat.mkdir()
+    for path in sorted(image_folder.glob('*/*.png')):
+        (flat / f'{path.parent.name}_{path.name}').write_bytes(path.read_bytes())
+    cfg = hirl_config('SimCLR', flat, work, max_epochs=2, warmup_epochs=1,
+                      checkpoint_interval=2)
+    Runner.from_cfg(Config(cfg)).train()
+    Config(cfg).dump(str(work / 'cfg.py'))
+    return work / 'cfg.py', work / 'epoch_2.pth'
+
+
+def test_report_and_pictures_work_on_a_flat_folder(flat_trained, tmp_path, capsys):
+    """No labels: the report gives the cluster statistics and says why there is no KNN or
+    NMI; the pictures draw the learned levels without label panels."""
+    config, checkpoint = flat_trained
+    out = tmp_path / 'report.json'
+    assert _tool('hirl_report').main([str(config), str(checkpoint), '--out', str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert 'have no labels' in printed and 'no KNN and no NMI' in printed
+    report = json.loads(out.read_text())
+    assert report['labelled'] is False
+    assert 'level_scores' not in report and 'knn_top1' not in report
+    assert [level['num_clusters'] for level in report['cluster_stats']] == [12, 6, 3]
+
+    drawn = _tool('visualize_hierarchy').main([
+        str(config), str(checkpoint), '--out', str(tmp_path / 'flat.png'),
+        '--embedding-out', str(tmp_path / 'flat_map.png'), '--top', '2', '--children', '2'])
+    assert 'have no labels' in capsys.readouterr().out
+    assert drawn['labelled'] is False and drawn['label_levels'] == []
+    assert drawn['panels'] == ['learned level 0 (K=12)', 'learned level 1 (K=6)',
+                               'learned level 2 (K=3)']
+    assert all('label' not in node or node['label'] is None
+               for root in drawn['trees'] for node in _nodes(root))
+    assert Path(drawn['tree_png']).is_file() and Path(drawn['embedding_png']).is_file()
+
+
+def test_monitor_refuses_a_flat_folder_before_training(flat_trained, tmp_path):
+    """The monitor needs labels: on a folder without class sub-folders it stops at
+    before_train with a message saying to remove it (not mmpretrain's 'Found 0 files')."""
+    config, _ = flat_trained
+    cfg = Config.fromfile(str(config))
+    cfg.work_dir = str(tmp_path)
+    cfg.custom_hooks.append(dict(type='HierarchyMonitorHook', interval=1))
+    cfg.experiment_name = f'flat_monitor_{tmp_path.name}'
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(ValueError, match='HierarchyMonitorHook .* has none'):
+        runner.call_hook('before_train')

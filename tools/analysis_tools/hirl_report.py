@@ -3,12 +3,17 @@
 Usage:
     python tools/analysis_tools/hirl_report.py CONFIG CHECKPOINT [--out report.json]
 
-The config needs a ``report`` dict (see configs/demo/): ``query_dataset`` (labelled queries
-for KNN), ``eval_pipeline`` (applied to the training set, the KNN memory), ``knn_ks``,
-``batch_size``. Every learned level is scored against every label level of the training
-set: its fine classes, plus the levels of a label hierarchy (``--label-hierarchy FILE``,
+An optional ``report`` dict in the config (see configs/demo/) sets ``eval_pipeline`` (how
+the training images are read; default: the config's test / val pipeline, else the
+clustering hook's ``extract_pipeline`` or its ImageNet default), ``query_dataset``
+(labelled queries for KNN; KNN is skipped without it), ``knn_ks`` and ``batch_size``.
+Every learned level is scored against every label level of the training set: its fine
+classes, plus the levels of a label hierarchy (``--label-hierarchy FILE``,
 ``report.label_hierarchy``, or the data set's ``metainfo['label_hierarchy']``; see
 hirl_mm/evaluation/label_hierarchy.py), else its coarse labels (``get_coarse_labels()``).
+A training folder without class sub-folders (``CustomDataset(with_label=False)``) has no
+labels: the report then gives the cluster statistics only (no KNN against the training
+images, no NMI), and says so.
 
 Only the backbone (loaded exactly from the checkpoint's ``backbone.*``, or for DINO / iBOT
 its teacher's ``teacher.module.0.*`` as the papers evaluate, with the config's data
@@ -33,7 +38,7 @@ from hirl_mm.clustering import cluster_size_stats, format_cluster_size_stats
 from hirl_mm.evaluation import clustering_scores, weighted_knn_classify
 from hirl_mm.evaluation.checkpoint_reading import load_checkpoint_state
 from hirl_mm.evaluation.feature_model import build_feature_model, load_backbone_weights
-from hirl_mm.evaluation.hierarchy_scores import labelled_dataset_cfg
+from hirl_mm.evaluation.hierarchy_scores import build_training_images_loader, tool_eval_pipeline
 from hirl_mm.evaluation.label_hierarchy import dataset_label_levels
 from hirl_mm.evaluation.prototypes import load_stored_prototypes
 from hirl_mm.utils.feature_extraction import build_extraction_loader, extract_embeddings
@@ -65,13 +70,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    if 'report' not in cfg:
-        sys.exit(f'{args.config} has no `report` dict (query_dataset, eval_pipeline, '
-                 f'knn_ks, batch_size); see configs/demo/ for an example.')
     if not osp.isfile(args.checkpoint):
         sys.exit(f'Checkpoint {args.checkpoint} not found; train first (tools/train.py).')
+    report = cfg.get('report') or {}
+    eval_pipeline = tool_eval_pipeline(cfg)
+    batch_size = report.get('batch_size', 256)
     init_default_scope(cfg.get('default_scope', 'hirl_mm'))
-    report = cfg.report
 
     state_dict = load_checkpoint_state(args.checkpoint)
     model = build_feature_model(cfg)  # the backbone and the pre-training data preprocessor
@@ -102,33 +106,38 @@ def main(argv: Optional[List[str]] = None) -> int:
         results['prototype_space_recorded'] = prototypes.recorded
     results['cluster_stats'] = stats
 
-    # Read with labels (a folder read with_label=False for pre-training gets its classes).
-    train_cfg = labelled_dataset_cfg(cfg.train_dataloader.dataset, report.eval_pipeline)
-    memory_loader = build_extraction_loader(train_cfg, report.batch_size)
-    hierarchy = args.label_hierarchy or report.get('label_hierarchy')
-    if hierarchy:  # checked now, as the other tools do, not after the long KNN step
-        try:
-            dataset_label_levels(memory_loader.dataset, hierarchy)
-        except (ValueError, TypeError, FileNotFoundError) as error:
-            sys.exit(f'error: {error}')
-    query_loader = build_extraction_loader(report.query_dataset, report.batch_size)
-    memory = extract_embeddings(model, memory_loader, model.embed, show_progress=False)
-    queries = extract_embeddings(model, query_loader, model.embed, show_progress=False)
-    memory_labels = _labels(memory_loader.dataset, 'get_gt_labels')
-    query_labels = _labels(query_loader.dataset, 'get_gt_labels')
-    num_classes = len(memory_loader.dataset.metainfo['classes'])
-    knn = weighted_knn_classify(memory, memory_labels, queries, query_labels, num_classes,
-                                ks=report.get('knn_ks', (10, 20, 100, 200)))
-    print(f'\n== KNN top-1 of the backbone ({len(memory)} train images as memory, '
-          f'{len(queries)} test images, T=0.07) ==')
-    print('  '.join(f'k={k}: {acc:.2f}%' for k, acc in knn.items()))
-    results['knn_top1'] = {str(k): v for k, v in knn.items()}
+    # Read with labels (a folder read with_label=False for pre-training gets its classes;
+    # a folder without class sub-folders has none).
+    memory_loader, labelled = build_training_images_loader(
+        cfg.train_dataloader.dataset, eval_pipeline, batch_size)
+    results['labelled'] = labelled
+    if not labelled:
+        print('\nThe training images have no labels (a folder without class sub-folders): '
+              'no KNN and no NMI / purity of the learned levels; the cluster statistics '
+              'above are the report. Pre-train on class sub-folders (or give the data set '
+              'an ann_file with labels) to score the levels.')
+    elif report.get('query_dataset') is None:
+        print('\nKNN skipped: the config has no report.query_dataset (labelled query '
+              'images, e.g. a validation folder).')
+    else:
+        query_loader = build_extraction_loader(report['query_dataset'], batch_size)
+        memory = extract_embeddings(model, memory_loader, model.embed, show_progress=False)
+        queries = extract_embeddings(model, query_loader, model.embed, show_progress=False)
+        memory_labels = _labels(memory_loader.dataset, 'get_gt_labels')
+        query_labels = _labels(query_loader.dataset, 'get_gt_labels')
+        num_classes = len(memory_loader.dataset.metainfo['classes'])
+        knn = weighted_knn_classify(memory, memory_labels, queries, query_labels,
+                                    num_classes, ks=report.get('knn_ks', (10, 20, 100, 200)))
+        print(f'\n== KNN top-1 of the backbone ({len(memory)} train images as memory, '
+              f'{len(queries)} test images, T=0.07) ==')
+        print('  '.join(f'k={k}: {acc:.2f}%' for k, acc in knn.items()))
+        results['knn_top1'] = {str(k): v for k, v in knn.items()}
 
-    if prototypes is not None and prototypes.ready:
-        if prototypes.num_samples != len(memory_labels):
+    if labelled and prototypes is not None and prototypes.ready:
+        if prototypes.num_samples != len(memory_loader.dataset):
             print(f'\nLearned levels not scored: the prototypes hold the assignments of '
                   f'{prototypes.num_samples} images, the training set has '
-                  f'{len(memory_labels)}.')
+                  f'{len(memory_loader.dataset)}.')
         else:
             label_sets = {name: level.labels for name, level in dataset_label_levels(
                 memory_loader.dataset, args.label_hierarchy

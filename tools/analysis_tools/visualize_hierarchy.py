@@ -2,17 +2,21 @@
 
 Usage:
     python tools/analysis_tools/visualize_hierarchy.py CONFIG CHECKPOINT [--out FILE.png]
-        [--embedding-out FILE.png] [--top 6] [--children 3] [--thumbs 4] [--sample 2000]
+        [--embedding-out FILE.png] [--top 6] [--children 3] [--thumbs 4] [--per-row 10]
+        [--sample 2000]
         [--label-hierarchy FILE.json]
 
-The tree (``--out``, default ``<checkpoint>_hierarchy.png``) has the coarsest learned level
-at the top; with large K only the ``--top`` largest top clusters and, under every node, its
-``--children`` largest children are drawn. Every node shows its level and index, its size
-(training images assigned to it), a strip of the training images nearest to its centroid
-and, where the images are labelled, its majority label and purity, taken from the label
-level whose class count is closest to the level's K (the fine classes, or a level of the
-label hierarchy: ``--label-hierarchy``, ``report.label_hierarchy`` or the data set's
-``metainfo['label_hierarchy']``).
+The tree (``--out``, default ``<checkpoint>_hierarchy.png``, and the same as SVG beside
+it) has the coarsest learned level at the top; with large K only the ``--top`` largest top
+clusters and, under every node, its ``--children`` largest children are drawn, their trees
+wrapped into rows of at most ``--per-row`` leaves. Every node shows its level and index,
+its size (training images assigned to it), a strip of the training images nearest to its
+centroid and, where the images are labelled, its majority label and purity, taken from the
+label level whose class count is closest to the level's K (the fine classes, or a level of
+the label hierarchy: ``--label-hierarchy``, ``report.label_hierarchy`` or the data set's
+``metainfo['label_hierarchy']``). A folder without class sub-folders (pre-trained with
+``CustomDataset(with_label=False)``) has no labels: the pictures then show the learned
+levels only (no majority label, no purity, no label panels), and say so.
 
 The map (``--embedding-out``, default ``<checkpoint>_embedding.png``) places a sample of the
 training images by t-SNE (scikit-learn, if installed; else PCA) of their embeddings in the
@@ -21,8 +25,8 @@ label level. A JSON description of the drawn nodes is written next to the tree.
 
 The images are those the prototypes clustered: the config's training set, read with its
 eval pipeline (``report.eval_pipeline``, else the config's test / val pipeline, else the
-clustering hook's ``extract_pipeline``), embedded by the pre-training model rebuilt from
-the config with the whole checkpoint loaded strictly.
+clustering hook's ``extract_pipeline`` or its ImageNet default), embedded by the
+pre-training model rebuilt from the config with the whole checkpoint loaded strictly.
 """
 import argparse
 import json
@@ -36,15 +40,13 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import init_default_scope
 
 import hirl_mm  # noqa: F401  (registers components, allows mmengine checkpoints)
-from hirl_mm.engine.hooks.pipeline_checks import config_eval_pipeline
 from hirl_mm.evaluation.checkpoint_reading import load_checkpoint_state
 from hirl_mm.evaluation.feature_model import build_feature_model, load_backbone_weights
-from hirl_mm.evaluation.hierarchy_scores import labelled_dataset_cfg
+from hirl_mm.evaluation.hierarchy_scores import build_training_images_loader, tool_eval_pipeline
 from hirl_mm.evaluation.label_hierarchy import dataset_label_levels
 from hirl_mm.evaluation.pretrain_model import load_pretrain_model
 from hirl_mm.evaluation.prototypes import load_stored_prototypes
-from hirl_mm.utils.feature_extraction import build_extraction_loader, extract_embeddings
-from hirl_mm.utils.pretrained import PretrainedLoadingError
+from hirl_mm.utils.feature_extraction import extract_embeddings
 from hirl_mm.visualization import (build_tree, draw_embedding_map, draw_tree, embed_2d,
                                    level_sizes)
 
@@ -63,6 +65,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='largest children drawn under each node')
     parser.add_argument('--thumbs', type=int, default=4,
                         help='images nearest to the centroid shown per node')
+    parser.add_argument('--per-row', type=int, default=10,
+                        help='most leaves side by side: wider trees wrap into rows')
     parser.add_argument('--sample', type=int, default=2000, help='images in the 2-D map')
     parser.add_argument('--label-hierarchy', help='JSON label hierarchy of the training set')
     parser.add_argument('--batch-size', type=int, default=256)
@@ -70,21 +74,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
     return parser.parse_args(argv)
-
-
-def eval_pipeline(cfg: Config) -> List[dict]:
-    """The pipeline the training images are read with (see the module docstring)."""
-    report = cfg.get('report') or {}
-    if report.get('eval_pipeline'):
-        return list(report['eval_pipeline'])
-    found = config_eval_pipeline(cfg)
-    if found is not None:
-        return found[0]
-    for hook in cfg.get('custom_hooks') or []:
-        if hook.get('type') == 'HierarchicalClusteringHook' and hook.get('extract_pipeline'):
-            return list(hook['extract_pipeline'])
-    sys.exit('error: the config has no eval pipeline (report.eval_pipeline, a test / val '
-             'pipeline, or the clustering hook\'s extract_pipeline); add one.')
 
 
 def image_of(dataset, index: int) -> np.ndarray:
@@ -111,9 +100,10 @@ def _embedder(cfg: Config, state: Dict, checkpoint: str, recorded: bool, device:
     return model, model.embed
 
 
-def _save(fig, path: str) -> None:
+def _save(fig, *paths: str) -> None:
     import matplotlib.pyplot as plt
-    fig.savefig(path)
+    for path in paths:
+        fig.savefig(path)
     plt.close(fig)
 
 
@@ -132,26 +122,27 @@ def main(argv: Optional[List[str]] = None) -> dict:
         sys.exit(f'error: {args.checkpoint} holds no clustered HIRL prototypes (not a HIRL '
                  f'checkpoint, or saved during the warm-up); draw a later checkpoint.')
 
-    loader = build_extraction_loader(
-        labelled_dataset_cfg(cfg.train_dataloader.dataset, eval_pipeline(cfg)),
-        args.batch_size)
+    loader, labelled = build_training_images_loader(cfg.train_dataloader.dataset,
+                                                    tool_eval_pipeline(cfg), args.batch_size)
     dataset = loader.dataset
     if len(dataset) != stored.num_samples:
         sys.exit(f'error: the prototypes cluster {stored.num_samples} images but the '
                  f'config\'s training set has {len(dataset)}; use the config the checkpoint '
                  f'was trained with.')
     hierarchy = args.label_hierarchy or (cfg.get('report') or {}).get('label_hierarchy')
-    try:
-        label_levels = dataset_label_levels(dataset, hierarchy)
-    except (KeyError, AttributeError):  # an unlabelled data set: no majority labels
-        if hierarchy:
-            raise
-        label_levels = {}
+    label_levels = {}
+    if labelled:
+        try:
+            label_levels = dataset_label_levels(dataset, hierarchy)
+        except (KeyError, AttributeError):  # an unlabelled data set: no majority labels
+            if hierarchy:
+                raise
+    if not label_levels:
+        print('The training images have no labels (e.g. a folder without class '
+              'sub-folders): the pictures show the learned levels only, without majority '
+              'labels, purity or label panels.')
 
-    try:
-        model, embed = _embedder(cfg, state, args.checkpoint, stored.recorded, args.device)
-    except PretrainedLoadingError as error:  # a checkpoint of another config
-        sys.exit(f'error: {error}')
+    model, embed = _embedder(cfg, state, args.checkpoint, stored.recorded, args.device)
     features = extract_embeddings(model, loader, embed, show_progress=False).cpu()
     trees = build_tree(stored.centroids, stored.parents, stored.im2cluster, features,
                        label_levels, top=args.top, children=args.children,
@@ -161,7 +152,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
     title = (f'{osp.basename(args.checkpoint)}: learned levels K = '
              f'{" / ".join(map(str, reversed(stored.num_clusters)))} (coarsest on top), '
              f'{stored.num_samples} images, {stored.describe_space()} space')
-    _save(draw_tree(trees, stored.num_clusters, lambda i: image_of(dataset, i), title), out)
+    svg = osp.splitext(out)[0] + '.svg'
+    _save(draw_tree(trees, stored.num_clusters, lambda i: image_of(dataset, i), title,
+                    per_row=args.per_row), out, svg)
 
     sample = torch.randperm(len(features), generator=torch.Generator().manual_seed(0))
     sample = sample[:args.sample].sort().values
@@ -178,14 +171,16 @@ def main(argv: Optional[List[str]] = None) -> dict:
     _save(draw_embedding_map(coords, colourings, names, method), embedding_out)
 
     drawn = dict(checkpoint=osp.abspath(args.checkpoint), tree_png=osp.abspath(out),
+                 tree_svg=osp.abspath(svg),
                  embedding_png=osp.abspath(embedding_out), embedding_method=method,
+                 labelled=bool(label_levels),
                  num_clusters=stored.num_clusters,
                  sizes=level_sizes(stored.im2cluster, stored.num_clusters),
                  label_levels=list(label_levels), panels=list(colourings),
                  trees=[tree.as_dict() for tree in trees])
     with open(osp.splitext(out)[0] + '.json', 'w') as f:
         json.dump(drawn, f, indent=1)
-    print(f'Hierarchy tree: {drawn["tree_png"]}\n'
+    print(f'Hierarchy tree: {drawn["tree_png"]} (zoomable: {drawn["tree_svg"]})\n'
           f'Embedding map ({method}): {drawn["embedding_png"]}')
     return drawn
 

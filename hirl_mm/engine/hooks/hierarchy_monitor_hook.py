@@ -11,7 +11,8 @@ from torch import Tensor
 from hirl_mm.engine.hooks.pipeline_checks import config_eval_pipeline
 from hirl_mm.engine.hooks.training_utils import require_epoch_based_loop
 from hirl_mm.evaluation.functional import weighted_knn_classify
-from hirl_mm.evaluation.hierarchy_scores import labelled_dataset_cfg, learned_level_scores
+from hirl_mm.evaluation.hierarchy_scores import (build_training_images_loader,
+                                              learned_level_scores)
 from hirl_mm.evaluation.label_hierarchy import LabelLevel, dataset_label_levels
 from hirl_mm.models.utils.embedding import backbone_embedding
 from hirl_mm.models.utils.embedding_encoder import call_unmasked
@@ -100,11 +101,20 @@ class HierarchyMonitorHook(Hook):
         if not hasattr(model, 'prototypes'):
             raise TypeError(f'HierarchyMonitorHook watches a HIRL model (model=dict(type='
                             f'"HIRL", ...)), got {type(model).__name__}; remove the hook.')
-        dataset_cfg = self.dataset_cfg or labelled_dataset_cfg(
-            runner.cfg.train_dataloader['dataset'], self._resolve_pipeline(runner))
-        self._loader = build_extraction_loader(
-            dataset_cfg, self.batch_size or runner.cfg.train_dataloader['batch_size'],
-            seed=runner.seed)
+        batch_size = self.batch_size or runner.cfg.train_dataloader['batch_size']
+        if self.dataset_cfg:
+            self._loader = build_extraction_loader(self.dataset_cfg, batch_size,
+                                                   seed=runner.seed)
+        else:
+            self._loader, labelled = build_training_images_loader(
+                runner.cfg.train_dataloader['dataset'], self._resolve_pipeline(runner),
+                batch_size, seed=runner.seed)
+            if not labelled:
+                raise ValueError(
+                    'HierarchyMonitorHook scores the learned levels against the labels of '
+                    'the training images, and this training set has none (a folder without '
+                    'class sub-folders). Remove the hook; hirl_report.py and '
+                    'visualize_hierarchy.py still show the learned levels.')
         try:
             self._levels = dataset_label_levels(self._loader.dataset, self.label_hierarchy)
         except (KeyError, AttributeError, TypeError) as error:
