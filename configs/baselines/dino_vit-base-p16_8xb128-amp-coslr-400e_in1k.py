@@ -8,7 +8,7 @@
 # Batch: 1024 in total (32 GPUs x 32 in the reference; 8 GPUs x 128 here by default).
 # Run: tools/dist_train.sh configs/baselines/dino_vit-base-p16_8xb128-amp-coslr-400e_in1k.py 8
 # Downstream: python tools/model_converters/teacher_backbone.py <ckpt> <out> writes the
-# teacher's backbone as backbone.*, as the papers evaluate it (README, "DINO and iBOT").
+# teacher's backbone as backbone.*, as the papers evaluate it (docs/en/user_guides/dino_ibot.md).
 _base_ = [
     '../_base_/datasets/imagenet_dino-multicrop.py',
     '_base_/dino_vit-b16_recipe.py',

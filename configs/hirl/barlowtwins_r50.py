@@ -1,5 +1,5 @@
-# HIRL-Barlow Twins, ResNet-50, 300 epochs on ImageNet-1k: the README's example of adding
-# a method with one inheriting config (no reference numbers in the paper; CNN defaults).
+# HIRL-Barlow Twins, ResNet-50, 300 epochs on ImageNet-1k, on the pooled backbone
+# (docs/en/user_guides/adding_a_method.md; no reference numbers in the paper; CNN defaults).
 # Baseline: configs/baselines/barlowtwins_resnet50_8xb256-coslr-300e_in1k.py
 # (the same mmpretrain config, unchanged).
 _base_ = [

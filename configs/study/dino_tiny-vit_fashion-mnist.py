@@ -2,13 +2,13 @@
 # Fashion-MNIST subset, 2 global 28-pixel crops + 4 local 12-pixel crops, 390 iterations.
 # The recipe of configs/baselines/dino_vit-base-p16_* at this scale (AdamW with warm-up and
 # cosine, weight decay 0.04 -> 0.4, cosine EMA, frozen last layer during the first epoch,
-# per-parameter clipping at 3.0), except three settings that a run this short needs (README,
-# "DINO on Fashion-MNIST (CPU)", has the measured ablation): BatchNorm in the head (DINO's
+# per-parameter clipping at 3.0), except three settings that a run this short needs
+# (docs/en/results.md, "DINO on Fashion-MNIST (CPU)", has the measured ablation): BatchNorm in the head (DINO's
 # own option, its ResNet setting), a constant teacher temperature of 0.02 (DINO's advice
 # against collapse) instead of the 0.04 -> 0.07 warm-up, and teacher momentum 0.99 -> 1
 # instead of 0.996 -> 1. With the ViT-B/16 values the teacher's targets go uniform after a
-# few epochs. Used by the tests and by README's figures (KNN of the teacher vs the ViT at
-# random init; DINO vs HIRL-DINO).
+# few epochs. Used by the tests and by the figures of docs/en/results.md (KNN of the
+# teacher vs the ViT at random init; DINO vs HIRL-DINO).
 _base_ = 'mmpretrain::_base_/default_runtime.py'
 custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
 

@@ -1,6 +1,6 @@
 """Label hierarchies of any depth: a JSON file (class name -> parent name) over fine labels.
 
-The file format (documented in README, "Any label hierarchy")::
+The file format (documented in docs/en/user_guides/label_hierarchies.md)::
 
     {
       "level_names": ["superclass"],      # optional: the levels above the classes

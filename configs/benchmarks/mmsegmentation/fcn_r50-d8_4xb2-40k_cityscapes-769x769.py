@@ -14,7 +14,7 @@
 #       work_dirs/simclr_r50/epoch_200.pth 4
 _base_ = 'mmseg::fcn/fcn_r50-d8_4xb2-40k_cityscapes-769x769.py'
 
-# Lets torch >= 2.6 load hirl_mm / mmengine checkpoints (see README, "Checkpoints").
+# Lets torch >= 2.6 load hirl_mm / mmengine checkpoints (docs/en/faq.md).
 custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
 
 model = dict(

@@ -12,7 +12,7 @@
 #       work_dirs/simclr_r50/epoch_200.pth 4
 _base_ = 'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py'
 
-# Lets torch >= 2.6 load hirl_mm / mmengine checkpoints (see README, "Checkpoints").
+# Lets torch >= 2.6 load hirl_mm / mmengine checkpoints (docs/en/faq.md).
 custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
 
 model = dict(

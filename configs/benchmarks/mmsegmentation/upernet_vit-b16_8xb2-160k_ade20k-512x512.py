@@ -19,7 +19,7 @@
 #       work_dirs/<hirl vit-b16 run>/epoch_300.pth 8
 _base_ = 'mmseg::vit/vit_vit-b16_mln_upernet_8xb2-160k_ade20k-512x512.py'
 
-# Lets torch >= 2.6 load hirl_mm / mmengine checkpoints (see README, "Checkpoints").
+# Lets torch >= 2.6 load hirl_mm / mmengine checkpoints (docs/en/faq.md).
 custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
 
 model = dict(

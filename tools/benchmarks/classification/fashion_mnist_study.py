@@ -1,6 +1,6 @@
 """SSL baselines vs their HIRL versions on Fashion-MNIST: pre-train for several seeds, compare.
 
-One command reproduces each of the README's results tables:
+One command reproduces each of the results tables of docs/en/results.md:
 
     python tools/benchmarks/classification/fashion_mnist_study.py --seeds 0 1 2 \
         --variants simclr hirl-simclr hirl-simclr-backbone
