@@ -106,3 +106,13 @@ def test_run_check_records_each_outcome():
                          checks=results))
     assert '## fail: failed' in text and 'Error: `ValueError: boom`' in text
     assert '| x | 1 |' in text and '1 ok, 2 skipped, 1 failed' in text
+
+
+def test_targets_are_judged_on_the_fastest_tensor_core_precision():
+    from gpu_checks.clustering import _targets
+    rows = {'torch fp32': dict(name='torch fp32', seconds=3.0, objective_vs_reference=0.),
+            'torch tf32': dict(name='torch tf32', seconds=1.5, objective_vs_reference=0.001),
+            'torch bf16': dict(name='torch bf16', seconds=0.9, objective_vs_reference=-0.006)}
+    verdict = _targets(rows, faiss_seconds=4.0)
+    assert verdict == ('torch bf16 0.90 s (meets <= 2.0 s); objective -0.600 % vs fp32 '
+                       '(MISSES <= 0.5 %); 4.4x faiss-gpu (MISSES >= 5.0x)')

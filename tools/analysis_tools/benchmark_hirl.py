@@ -13,7 +13,9 @@
     ResNet-50, ``embedding='backbone'``): time, peak memory (measured as in (a), each width
     in a fresh subprocess) and the heads' parameter count.
 (c) ``kmeans``: wall time of bottom-up hierarchical k-means on random normalised features,
-    for each requested back end.
+    for each requested back end; with ``--kmeans-precisions``, the torch back end once per
+    precision of its distance products and faiss, with the level-0 objective and the
+    assignment agreement against the first precision.
 (d) ``kmeans-by-dim``: one hierarchical k-means round at each ``--embedding-dims`` width
     on the same number of random normalised features.
 (e) ``kmeans-sharded``: single-process hierarchical k-means (faiss, torch) against the
@@ -45,6 +47,9 @@ Example::
     python tools/analysis_tools/benchmark_hirl.py --only kmeans-sharded \
         --kmeans-points 200000 --kmeans-clusters 2000 500 50 --sharded-worlds 2 4
     python tools/analysis_tools/benchmark_hirl.py --only overhead
+    python tools/analysis_tools/benchmark_hirl.py --device cuda --only kmeans \
+        --kmeans-points 1281167 --kmeans-clusters 30000 10000 1000 --kmeans-redo 1 \
+        --kmeans-precisions fp32 tf32 bf16
 """
 import argparse
 import os
@@ -128,6 +133,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                     help='back ends to time; unavailable ones are reported and skipped')
     km.add_argument('--kmeans-iters', type=int, default=20)
     km.add_argument('--kmeans-redo', type=int, default=5)
+    km.add_argument('--kmeans-precisions', nargs='+', metavar='PRECISION',
+                    help='instead of one run per back end: the torch back end once per '
+                    'precision of its distance products (fp32, tf32, bf16; the first is the '
+                    'reference) and faiss, on the same features: objective and assignment '
+                    'agreement vs the first')
     kd = parser.add_argument_group('hierarchical k-means per embedding width '
                                    '(uses --embedding-dims)')
     kd.add_argument('--skip-kmeans-by-dim', action='store_true',

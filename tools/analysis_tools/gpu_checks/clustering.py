@@ -8,11 +8,9 @@ import torch
 import torch.distributed as torch_dist
 import torch.multiprocessing as mp
 
-from hirl_benchmarks.kmeans import compare_kmeans_variants
 from hirl_benchmarks.kmeans_sharded import _free_port
 from hirl_benchmarks.kmeans_sharded_worker import bank_rows
 from hirl_benchmarks.measure import timed
-from hirl_benchmarks.synthetic import random_unit_rows
 
 # Targets of the ImageNet-size hierarchy on one H200 (issue 18): seconds of the fastest
 # torch precision, speed-up over faiss-gpu, objective relative to float32.
@@ -36,14 +34,17 @@ def faiss_gpu_reason(device: torch.device) -> str:
 def kmeans_check(device: torch.device, num_points: int, dim: int,
                  num_clusters: Sequence[int], num_iters: int, seed: int,
                  full_size: bool) -> Dict[str, Any]:
-    """Hierarchical k-means of ``num_points`` random unit rows, one restart, by the torch
-    back end in fp32 / tf32 / bf16 and by faiss, on the same data in this run."""
-    torch.manual_seed(seed)
-    features = random_unit_rows(num_points, dim, device)
+    """``benchmark_hirl.py --only kmeans --kmeans-precisions fp32 tf32 bf16`` (run in this
+    process): hierarchical k-means of ``num_points`` random unit rows, one restart, by the
+    torch back end per precision and by faiss(-gpu) on the same data."""
+    import benchmark_hirl
     no_faiss = faiss_gpu_reason(device)
-    rows = compare_kmeans_variants(features, num_clusters, num_iters, 1, seed,
-                                   with_faiss=not no_faiss)
-    del features
+    argv = ['--device', device.type, '--seed', str(seed), '--only', 'kmeans',
+            '--kmeans-points', str(num_points), '--kmeans-dim', str(dim),
+            '--kmeans-clusters', *map(str, num_clusters), '--kmeans-iters', str(num_iters),
+            '--kmeans-redo', '1', '--kmeans-precisions', 'fp32', *FAST_PRECISIONS,
+            '--kmeans-backends', 'torch', *([] if no_faiss else ['faiss'])]
+    rows = benchmark_hirl.benchmark_kmeans(benchmark_hirl.parse_args(argv))
     by_name = {r['name']: r for r in rows}
     faiss_seconds = by_name['faiss']['seconds'] if 'faiss' in by_name else None
     # Level-0 distance products of the Lloyd iterations and the final assignment.
@@ -60,13 +61,15 @@ def kmeans_check(device: torch.device, num_points: int, dim: int,
             figures[f'{key}.agreement_with_fp32'] = r['agreement']
         if speedup is not None:
             figures[f'{key}.speedup_over_faiss'] = speedup
-        table_rows.append([r['name'], f'{r["seconds"]:.3f}', f'{flops / r["seconds"] / 1e12:.1f}',
+        table_rows.append([r['name'], f'{r["seconds"]:.3f}',
+                           f'{flops / r["seconds"] / 1e12:.1f}',
                            f'{r["objective_vs_reference"] * 100:+.3f} %',
                            'n/a' if r['agreement'] is None else f'{r["agreement"] * 100:.2f} %',
                            'n/a' if speedup is None else f'{speedup:.1f}x',
                            str(r['non_empty'])])
-    info = {'data': f'{num_points:,} x {dim} random unit rows on {device}, K={list(num_clusters)}, '
-                    f'{num_iters} iterations, 1 restart',
+    info = {'command': 'python tools/analysis_tools/benchmark_hirl.py ' + ' '.join(argv),
+            'data': f'{num_points:,} x {dim} random unit rows on {device}, '
+                    f'K={list(num_clusters)}, {num_iters} iterations, 1 restart',
             'faiss': f'skipped: {no_faiss}' if no_faiss else 'ran on the same data' + (
                 '' if device.type == 'cuda' else ' (CPU faiss: faiss-gpu needs CUDA)')}
     info['targets'] = (_targets(by_name, faiss_seconds) if full_size and device.type == 'cuda'
@@ -78,20 +81,24 @@ def kmeans_check(device: torch.device, num_points: int, dim: int,
                 'speed-up over faiss', 'non-empty clusters'], rows=table_rows)])
 
 
-def _targets(by_name: Dict[str, Dict], faiss_seconds: float) -> str:
+def _verdict(met: bool) -> str:
+    return 'meets' if met else 'MISSES'
+
+
+def _targets(by_name: Dict[str, Dict], faiss_seconds: Optional[float]) -> str:
     """Whether the fastest tensor-core precision meets issue 18's targets."""
     fast = [by_name[f'torch {p}'] for p in FAST_PRECISIONS if f'torch {p}' in by_name]
     best = min(fast, key=lambda r: r['seconds'])
-    verdicts = [f'{best["name"]} {best["seconds"]:.2f} s '
-                f'({"meets" if best["seconds"] <= TARGET_SECONDS else "MISSES"} <= '
-                f'{TARGET_SECONDS} s)',
-                f'objective {best["objective_vs_reference"] * 100:+.3f} % vs fp32 ('
-                f'{"meets" if abs(best["objective_vs_reference"]) <= TARGET_OBJECTIVE else "MISSES"}'
-                f' <= {TARGET_OBJECTIVE * 100} %)']
+    objective = best['objective_vs_reference']
+    verdicts = [f'{best["name"]} {best["seconds"]:.2f} s ('
+                f'{_verdict(best["seconds"] <= TARGET_SECONDS)} <= {TARGET_SECONDS} s)',
+                f'objective {objective * 100:+.3f} % vs fp32 ('
+                f'{_verdict(abs(objective) <= TARGET_OBJECTIVE)} <= '
+                f'{TARGET_OBJECTIVE * 100} %)']
     if faiss_seconds:
         speedup = faiss_seconds / best['seconds']
-        verdicts.append(f'{speedup:.1f}x faiss-gpu ({"meets" if speedup >= TARGET_SPEEDUP else "MISSES"}'
-                        f' >= {TARGET_SPEEDUP}x)')
+        verdicts.append(f'{speedup:.1f}x faiss-gpu ({_verdict(speedup >= TARGET_SPEEDUP)} >= '
+                        f'{TARGET_SPEEDUP}x)')
     return '; '.join(verdicts)
 
 

@@ -35,15 +35,32 @@ def time_kmeans(kmeans: Callable[[Tensor], Any], features: Tensor,
     return elapsed, non_empty
 
 
-def benchmark_kmeans(args: argparse.Namespace) -> None:
-    """Time hierarchical k-means per back end on random normalised features."""
+def benchmark_kmeans(args: argparse.Namespace) -> Optional[List[Dict[str, Any]]]:
+    """Time hierarchical k-means per back end on random normalised features.
+
+    With ``--kmeans-precisions``, the torch back end runs once per precision and faiss
+    (when among ``--kmeans-backends`` and importable) on the same features, against the
+    first precision (:func:`compare_kmeans_variants`).
+
+    Returns:
+        List[Dict[str, Any]] | None: :func:`compare_kmeans_variants`'s rows with
+        ``--kmeans-precisions``, else None (the table is printed).
+    """
     from hirl_mm.clustering import HierarchicalKMeans
+    from hirl_mm.clustering.backends import faiss_import_error
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
     features = random_unit_rows(args.kmeans_points, args.kmeans_dim, device)
     print(f'== Hierarchical k-means on {args.device}: {args.kmeans_points} x '
           f'{args.kmeans_dim} random normalised features, K={args.kmeans_clusters}, '
           f'{args.kmeans_iters} iterations, {args.kmeans_redo} restart(s) ==')
+    if args.kmeans_precisions:
+        with_faiss = 'faiss' in args.kmeans_backends and faiss_import_error() is None
+        rows = compare_kmeans_variants(features, args.kmeans_clusters, args.kmeans_iters,
+                                       args.kmeans_redo, args.seed, args.kmeans_precisions,
+                                       with_faiss)
+        print_kmeans_variants(rows)
+        return rows
     print_header(f'{"backend":<8} {"wall time":>10}  non-empty clusters per level', 6)
     for backend in args.kmeans_backends:
         try:
@@ -56,6 +73,7 @@ def benchmark_kmeans(args: argparse.Namespace) -> None:
             continue
         elapsed, non_empty = time_kmeans(kmeans, features, device)
         print(f'{backend:<8} {elapsed:>8.2f} s  {non_empty}')
+    return None
 
 
 def benchmark_kmeans_by_dim(args: argparse.Namespace) -> Dict[int, Dict]:
