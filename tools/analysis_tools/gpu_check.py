@@ -8,11 +8,6 @@ with the reason), sized so that the whole run takes about 8 minutes on one H200:
     1000 clusters, 20 iterations, 1 restart, by the torch back end with fp32 / tf32 / bf16
     distance products and by faiss-gpu on the same data: seconds, level-0 objective and
     assignment agreement against fp32, speed-up over faiss, against issue 18's targets.
-``training``
-    ``configs/hirl/mocov2_r50.py`` and its baseline (named in its header comment) on
-    synthetic 224 px images with AMP (bfloat16): baseline, HIRL with the extraction pass
-    and HIRL with the training-fed feature bank, side by side: images/s of the training
-    steps, peak GPU memory, extraction and clustering seconds, the final loss.
 ``hook-faiss`` / ``hook-torch``
     The clustering hook with each k-means back end on a HIRL model on the GPU: the
     prototypes end up on the model's device.
@@ -21,6 +16,11 @@ with the reason), sized so that the whole run takes about 8 minutes on one H200:
     single-process result), or two processes on the GPU over gloo if NCCL refuses.
 ``resume``
     A HIRL run to a checkpoint, resumed on the GPU for one more epoch.
+``training``
+    ``configs/hirl/mocov2_r50.py`` and its baseline (named in its header comment) on
+    synthetic 224 px images with AMP (bfloat16): baseline, HIRL with the extraction pass
+    and HIRL with the training-fed feature bank, side by side: images/s of the training
+    steps, peak GPU memory, extraction and clustering seconds, the final loss.
 
 ``--device cpu --tiny`` runs the same code at toy size on the CPU (gloo instead of NCCL,
 a thin ResNet-18, 32 px images; CUDA-only parts reported as skipped), as the test suite
@@ -46,7 +46,9 @@ if _HERE not in sys.path:
 
 import torch  # noqa: E402
 
-CHECKS = ('kmeans', 'training', 'hook-faiss', 'hook-torch', 'sharded', 'resume')
+# The short checks before the long training one, so that a slow data loader there cannot
+# leave them to --time-limit.
+CHECKS = ('kmeans', 'hook-faiss', 'hook-torch', 'sharded', 'resume', 'training')
 # Seconds each check is sized to take on one H200 (full size); over it is flagged.
 BUDGETS = {'kmeans': 90, 'training': 210, 'hook-faiss': 30, 'hook-torch': 30,
            'sharded': 40, 'resume': 60}

@@ -178,8 +178,8 @@ def train(cfg: Config, hirl: bool) -> Tuple[Any, Dict[str, Any]]:
         records>, peak_bytes=<peak CUDA memory above the start, or None>)``.
     """
     cuda = torch.cuda.is_available()
-    if cuda:  # the previous run's memory is freed and the peak counts this run only
-        gc.collect()
+    gc.collect()  # the previous run's runner (its memory, its loader workers) goes first
+    if cuda:  # and the peak counts this run only
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     start_bytes = torch.cuda.memory_allocated() if cuda else 0
@@ -230,29 +230,21 @@ def run_summary(run: Dict[str, Any], skip_iters: int, from_epoch: int) -> Dict[s
     return summary
 
 
-def _release(runner) -> None:
-    """Drop a finished runner's memory before the next run."""
-    del runner
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
 def training_check(sizes: TrainSizes, amp: bool, work_root: str) -> Dict[str, Any]:
     """Baseline, HIRL with the extraction pass and HIRL with the training-fed bank, one
     after the other on the same synthetic data and schedule."""
-    runs = [('baseline', baseline_config(), False, {}),
-            ('HIRL (extraction)', HIRL_CONFIG, True, {}),
-            ('HIRL (feature bank)', HIRL_CONFIG, True, {'custom_hooks.0.feature_bank': True})]
+    runs = [('baseline', 'baseline', baseline_config(), False, {}),
+            ('hirl', 'HIRL (extraction)', HIRL_CONFIG, True, {}),
+            ('hirl_bank', 'HIRL (feature bank)', HIRL_CONFIG, True,
+             {'custom_hooks.0.feature_bank': True})]
     figures: Dict[str, float] = {}
     rows, summaries = [], {}
-    info = {'configs': f'{HIRL_CONFIG} against {runs[0][1]}',
+    info = {'configs': f'{HIRL_CONFIG} against {runs[0][2]}',
             'amp': 'AmpOptimWrapper, bfloat16' if amp else
                    'skipped: AMP (bfloat16 autocast) and peak GPU memory need CUDA'}
-    for name, config, hirl, options in runs:
-        cfg = load_config(config, os.path.join(work_root, name.split()[0].lower() +
-                                                ('_bank' if options else '')),
-                          sizes, amp, hirl, dict(options, **{'default_hooks.checkpoint': None}))
+    for key, name, config, hirl, options in runs:
+        cfg = load_config(config, os.path.join(work_root, key), sizes, amp, hirl,
+                          dict(options, **{'default_hooks.checkpoint': None}))
         runner, run = train(cfg, hirl)
         summary = run_summary(run, sizes.skip_iters, from_epoch=1)
         summary['final_loss'] = final_loss(runner)
@@ -263,14 +255,13 @@ def training_check(sizes: TrainSizes, amp: bool, work_root: str) -> Dict[str, An
                                      f'{"read" if bank_read else "did not read"} the bank')
             summary['clustering_rounds'] = float(
                 get_ori_model(runner.model).prototypes.num_updates)
-        key = name.split()[0].lower() + ('_bank' if options else '')
         summaries[key] = summary
         figures.update({f'{key}.{k}': v for k, v in summary.items()})
         rows.append([name, int(summary['iterations']), summary['images_per_s'],
                      summary['images_per_s_hirl_epochs'], summary['images_per_s_wall'],
                      summary.get('peak_mib', 'n/a'), summary['extract_s'],
                      summary['cluster_s'], summary['final_loss']])
-        _release(runner)
+        del runner  # freed (train() collects) before the next run measures its peak
     base = summaries['baseline']['images_per_s_hirl_epochs']
     for key in ('hirl', 'hirl_bank'):
         figures[f'{key}.step_time_vs_baseline'] = base / summaries[key]['images_per_s_hirl_epochs']
@@ -315,7 +306,6 @@ def hook_check(backend: str, sizes: TrainSizes, amp: bool, work_root: str,
                 num_clusters=str(prototypes.num_clusters))
     if backend == 'faiss' and device.type != 'cuda':
         info['faiss-gpu'] = 'skipped: needs CUDA (CPU faiss ran the same hook path)'
-    _release(runner)
     return dict(figures=figures, info=info)
 
 
@@ -327,7 +317,7 @@ def resume_check(sizes: TrainSizes, amp: bool, work_root: str) -> Dict[str, Any]
     options = {'custom_hooks.0.feature_bank': True, 'default_hooks.checkpoint.interval': 1}
     runner, _ = train(load_config(HIRL_CONFIG, work_dir, sizes, amp, True, options), True)
     saved = prototypes_state(get_ori_model(runner.model).prototypes)
-    _release(runner)
+    del runner
     resumed_sizes = replace(sizes, epochs=sizes.epochs + 1)
     cfg = load_config(HIRL_CONFIG, work_dir, resumed_sizes, amp, True, options, resume=True)
     runner, run = train(cfg, hirl=True)
@@ -346,5 +336,4 @@ def resume_check(sizes: TrainSizes, amp: bool, work_root: str) -> Dict[str, Any]
         raise AssertionError(f'resume: {failed} not as expected')
     figures = dict(iterations_after_resume=float(len(run['steps'])),
                    clustering_rounds=float(prototypes.num_updates), final_loss=final_loss(runner))
-    _release(runner)
     return dict(figures=figures, info={k: 'yes' for k in checks})
