@@ -44,7 +44,27 @@ if ! "$PY_CHECK" -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <=
        "another Python)." >&2
   exit 1
 fi
-log "set-up variant: $VARIANT"
+FAISS=faiss-cpu
+[ "$VARIANT" = gpu ] && FAISS=faiss-gpu
+log "set-up variant: $VARIANT ($FAISS)"
+# CUDA ops need nvcc (the CUDA toolkit matching torch.version.cuda); without it mmcv gets CPU
+# ops, which is all that pre-training and the evaluation tools use. Detection transfer on
+# GPUs needs the CUDA ops.
+OPS=cpu
+if [ "$VARIANT" = gpu ]; then
+  if command -v nvcc >/dev/null; then
+    OPS=cuda
+  else
+    log "nvcc not found: mmcv is built with CPU ops only. Pre-training and evaluation do" \
+        "not need CUDA ops; mmdet transfer on GPUs does: install the CUDA toolkit of" \
+        "torch.version.cuda and re-run."
+  fi
+fi
+# What this run would install, and nothing else (used by the tests).
+if [ -n "${HIRL_MM_SETUP_PLAN_ONLY:-}" ]; then
+  echo "variant=$VARIANT faiss=$FAISS mmcv_ops=$OPS"
+  exit 0
+fi
 
 if [ ! -x "$VENV/bin/python" ]; then
   log "creating $VENV"
@@ -66,19 +86,6 @@ log "build requirements for mmcv"
 # everything it was built against, so every later set-up (a fresh clone too) installs it in
 # seconds. uv's own cache does not help here: builds without isolation are not reused.
 MMCV_VERSION=2.1.0
-# CUDA ops need nvcc (the CUDA toolkit matching torch.version.cuda); without it mmcv gets CPU
-# ops, which is all that pre-training and the evaluation tools use. Detection transfer on
-# GPUs needs the CUDA ops.
-OPS=cpu
-if [ "$VARIANT" = gpu ]; then
-  if command -v nvcc >/dev/null; then
-    OPS=cuda
-  else
-    log "nvcc not found: mmcv is built with CPU ops only. Pre-training and evaluation do" \
-        "not need CUDA ops; mmdet transfer on GPUs does: install the CUDA toolkit of" \
-        "torch.version.cuda and re-run."
-  fi
-fi
 MMCV_OK="import mmcv, mmcv.ops"
 [ "$OPS" = cuda ] && MMCV_OK="$MMCV_OK; assert mmcv.ops.get_compiling_cuda_version() != 'not available'"
 if ! "$PY" -c "$MMCV_OK" 2>/dev/null; then

@@ -11,11 +11,11 @@ For README.md, docs/**/*.md and configs/**/README.md:
 * every relative link resolves to a file, and a ``#anchor`` into a Markdown page to one of
   its headings.
 
-Placeholders are skipped: paths with ``<``, ``{``, ``*``, ``$`` or ``...``, and configs that
-a Python block of the same page creates (its first line is ``# configs/...py``).
-The options are read from the tools' sources (every ``add_argument`` of the tool and of the
-project functions it calls to build its parser), so a renamed option fails here. ``test_checker_finds_*`` show the
-checks failing on a fixture page.
+Placeholders are skipped: paths with ``<``, ``{``, ``*``, ``$`` or ``...``, and configs
+that a Python block of the same page creates (its first line is ``# configs/...py``). The
+options are read from the tools' sources (every ``add_argument`` of the tool and of the
+project functions it calls to build its parser), so a renamed option fails here.
+``test_checker_finds_*`` show the checks failing on a fixture page.
 """
 import ast
 import re
