@@ -138,14 +138,16 @@ def _unreadable(results: dict, detail: str) -> UnreadableImageError:
     else:
         why = f'cannot be decoded: it is truncated, corrupt or not an image ({detail})'
     return UnreadableImageError(
-        f'The image file {path}{where} {why}. Replace or remove it; {CHECK_HINT}. '
-        f"To skip unreadable images instead, set LoadImageFromFile's ignore_empty=True.")
+        f'The image file {path}{where} {why}. Replace or delete it (and its line in the '
+        f'ann_file, if any); {CHECK_HINT}.')
 
 
 def _with_messages(transform: Callable) -> Callable:
     """Wrap ``LoadImageFromFile.transform`` (see the module docstring)."""
 
     def load(self, results: dict) -> Optional[dict]:
+        if not isinstance(results.get('img_path'), str):
+            return transform(self, results)  # no file to blame (e.g. images in memory)
         try:
             return transform(self, results)
         except AssertionError as error:  # mmcv: OpenCV returned no image

@@ -67,10 +67,12 @@ def _mismatches(model: nn.Module, state_dict: Dict[str, Tensor]) -> str:
     if shapes:
         parts.append(f'{len(shapes)} tensor(s) differ in shape, e.g. ' + '; '.join(
             f'{key}: checkpoint {a} vs model {b}' for key, a, b in shapes[:3]))
-    if missing:
-        parts.append(f'{len(missing)} key(s) missing from the checkpoint, e.g. {missing[:3]}')
+    if missing:  # torch's words, which users search for
+        parts.append(f'Missing key(s) (in the model, not the checkpoint): {len(missing)}, '
+                     f'e.g. {missing[:3]}')
     if unexpected:
-        parts.append(f'{len(unexpected)} unexpected key(s), e.g. {unexpected[:3]}')
+        parts.append(f'Unexpected key(s) (in the checkpoint, not the model): '
+                     f'{len(unexpected)}, e.g. {unexpected[:3]}')
     return '; '.join(parts)
 
 
@@ -95,12 +97,15 @@ def load_pretrain_model(cfg: Config, state_dict: Dict[str, Tensor], checkpoint: 
     try:
         model.load_state_dict(state_dict, strict=True)
     except (RuntimeError, ValueError) as error:
-        # torch lists every mismatched tensor (hundreds of lines): summarise instead.
+        # A ValueError is the model's own check (e.g. the prototypes' space), said well;
+        # torch's RuntimeError lists every mismatched tensor (hundreds of lines).
+        detail = str(error) if isinstance(error, ValueError) else \
+            _mismatches(model, state_dict) or str(error)
         raise PretrainedLoadingError(
             f'{checkpoint} does not fit its pre-training model ({cfg.model.get("type")}, '
             f'embedding={cfg.model.get("embedding", "neck")!r}) exactly: '
-            f'{_mismatches(model, state_dict) or error}. Use the config the checkpoint was '
-            f'trained with (tools/train.py keeps a copy in its work directory).') from None
+            f'{detail.rstrip(".")}. Use the config the checkpoint was trained with '
+            f'(tools/train.py keeps a copy in its work directory).') from None
     model.to(device)
     model.eval()
     return model

@@ -49,7 +49,7 @@ def test_training_on_a_truncated_image_names_it(tmp_path):
     cfg = hirl_config('SimCLR', root, tmp_path / 'work', num_clusters=(4, 2), batch_size=8)
     with pytest.raises(UnreadableImageError,
                        match=f'The image file {bad} \\(sample_idx 5 of the data set\\) cannot '
-                             f'be decoded: it is truncated.*--check-images.*ignore_empty=True'):
+                             f'be decoded: it is truncated.*Replace or delete it.*--check-images'):
         Runner.from_cfg(Config(cfg)).train()
 
 

@@ -1,7 +1,7 @@
 """A frozen rank in a 2-process run: the other stops within env_cfg.dist_cfg.timeout and
 says what happened and what to do (issue 21, case 11), instead of waiting torch's 30
-minutes. tools/train.py under torch.distributed.run, gloo, a tiny HIRL run; rank 1 sleeps
-at its second iteration."""
+minutes. Two tools/train.py processes (--launcher pytorch, gloo), a tiny HIRL run; rank 1
+sleeps at its second iteration."""
 import os
 import socket
 import subprocess
@@ -49,18 +49,25 @@ def test_the_other_rank_stops_within_the_timeout(tmp_path):
     cfg.custom_hooks.append(dict(type='FreezeRankOneHook'))
     cfg.env_cfg.dist_cfg.timeout = TIMEOUT_S
     cfg.dump(str(tmp_path / 'cfg.py'))
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=os.pathsep.join(
-        [str(tmp_path), str(REPO), os.environ.get('PYTHONPATH', '')]))
+    # The two ranks started as torchrun would (without its extra process): rank 1 freezes.
+    env = dict(os.environ, OMP_NUM_THREADS='1', WORLD_SIZE='2', MASTER_ADDR='127.0.0.1',
+               MASTER_PORT=str(_free_port()), PYTHONPATH=os.pathsep.join(
+                   [str(tmp_path), str(REPO), os.environ.get('PYTHONPATH', '')]))
+    command = [sys.executable, 'tools/train.py', str(tmp_path / 'cfg.py'), '--launcher',
+               'pytorch']
     start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-         f'--master_port={_free_port()}', 'tools/train.py', str(tmp_path / 'cfg.py'),
-         '--launcher', 'pytorch'],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    elapsed = time.perf_counter() - start
-    output = proc.stdout + proc.stderr
-    (tmp_path / 'torchrun.log').write_text(output)
-    assert proc.returncode != 0, output[-3000:]
+    ranks = [subprocess.Popen(command, cwd=REPO, env=dict(env, RANK=str(r), LOCAL_RANK=str(r)),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for r in (0, 1)]
+    try:
+        output, _ = ranks[0].communicate(timeout=300)
+        elapsed = time.perf_counter() - start
+    finally:
+        for rank in ranks:
+            rank.kill()  # the frozen one (a launcher would do the same)
+        ranks[1].communicate()
+    (tmp_path / 'rank0.log').write_text(output)
+    assert ranks[0].returncode != 0, output[-3000:]
     assert (f'a distributed collective timed out (env_cfg.dist_cfg.timeout={TIMEOUT_S} s): '
             f'another process stopped answering') in output, output[-3000:]
     assert elapsed < 240  # not torch's 30 minutes; most of it is starting two processes

@@ -62,7 +62,9 @@ def test_hirl_report_checks_the_hierarchy_before_knn(trained, monkeypatch):
 
 def test_visualize_refuses_a_checkpoint_of_another_config(trained, tmp_path):
     work, cfg = trained
-    cfg['model']['neck']['out_channels'] = 32  # the checkpoint's projector gives 16
+    # A backbone twice as wide as the checkpoint's (hundreds of lines from torch).
+    cfg['model']['backbone']['base_channels'] = 16
+    cfg['model']['neck']['in_channels'] = 128
     Config(cfg).dump(str(tmp_path / 'other.py'))
     with pytest.raises(SystemExit) as exit_info:
         _tool('visualize_hierarchy').main([str(tmp_path / 'other.py'),
@@ -70,6 +72,6 @@ def test_visualize_refuses_a_checkpoint_of_another_config(trained, tmp_path):
                                            '--out', str(tmp_path / 'tree.png')])
     message = str(exit_info.value.code)
     assert message.startswith('error: ') and 'does not fit its pre-training model' in message
-    assert 'tensor(s) differ in shape, e.g. neck.' in message
+    assert 'tensor(s) differ in shape, e.g. backbone.' in message
     assert 'Use the config the checkpoint was trained with' in message
     assert len(message.splitlines()) <= 3 and 'size mismatch' not in message

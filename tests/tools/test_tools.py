@@ -344,8 +344,13 @@ def test_train_merge_args_options(train_tool, toy, tmp_path):
     assert cfg.train_dataloader.persistent_workers is True
     assert cfg.optim_wrapper.optimizer.lr == 0.5
 
-    cfg = _train_cfg(train_tool, toy, ['--resume'])
-    assert cfg.resume is True and cfg.load_from is None  # latest in work_dir
+    # --resume alone: the checkpoint the work dir's last_checkpoint names (none: refused,
+    # see test_train_refusals.py).
+    work_dir = tmp_path / 'wd'
+    work_dir.mkdir()
+    (work_dir / 'last_checkpoint').write_text(str(ckpt))
+    cfg = _train_cfg(train_tool, toy, ['--work-dir', str(work_dir), '--resume'])
+    assert cfg.resume is True and cfg.load_from == str(ckpt)
 
 
 def test_train_reports_missing_inputs(train_tool, toy, tmp_path):

@@ -58,5 +58,6 @@ class ImageCheckHook(Hook):
         raise UnreadableImageError(
             f'{len(bad)} of the {checked} image files of the training set cannot be read:\n'
             f'{shown}{more}\nAll of them (path, sample_idx, reason): {list_file}. Replace '
-            f'or delete them (and their lines in the ann_file, if any), then start again; '
-            f"or set LoadImageFromFile's ignore_empty=True to skip them.")
+            f'or delete them (and their lines in the ann_file, if any), then start again '
+            f'(HIRL clusters every image of the training set, so skipping them with '
+            f"LoadImageFromFile's ignore_empty=True would stop the first clustering round).")

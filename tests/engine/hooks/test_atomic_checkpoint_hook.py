@@ -58,7 +58,7 @@ def _cfg(data_root, work_dir, max_epochs: int = 3) -> dict:
 
 
 def test_kill_while_writing_a_checkpoint_then_resume(tmp_path):
-    data = make_image_folder(tmp_path / 'data', per_class=4)
+    data = make_image_folder(tmp_path / 'data', per_class=2)
     work = tmp_path / 'work'
     cfg = Config(hirl_config('SimCLR', data, work, max_epochs=3, warmup_epochs=1,
                              num_clusters=(4, 2)))
@@ -108,7 +108,7 @@ def test_interrupted_at_every_later_moment(moment, tmp_path, monkeypatch):
     else:
         monkeypatch.setattr(atomic.AtomicCheckpointHook, '_remove_steps',
                             stop_at(moment, remove))
-    work, data = tmp_path / 'work', make_image_folder(tmp_path / 'data', per_class=4)
+    work, data = tmp_path / 'work', make_image_folder(tmp_path / 'data', per_class=2)
     with pytest.raises(Interrupted):
         Runner.from_cfg(Config(_cfg(data, work))).train()
     named = Path((work / 'last_checkpoint').read_text())
