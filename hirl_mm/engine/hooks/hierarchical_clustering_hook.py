@@ -1,6 +1,6 @@
 """Re-compute HIRL's hierarchical prototypes over the whole training set every epoch."""
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from mmengine import dist
@@ -11,19 +11,16 @@ from torch import Tensor, nn
 
 from hirl_mm.clustering import cluster_size_stats, format_cluster_size_stats
 from hirl_mm.clustering.feature_bank import FeatureBank
+from hirl_mm.engine.hooks.clustering_data import ClusteringDataMixin
 from hirl_mm.engine.hooks.clustering_inputs import (BANK_DTYPES, IMAGENET_EXTRACT_PIPELINE,
-                                                    bank_round_rows, with_pipeline)
-from hirl_mm.datasets.fingerprint import dataset_fingerprint
-from hirl_mm.engine.hooks.pipeline_checks import (check_num_clusters, config_eval_pipeline,
-                                                  probe_first_sample)
+                                                    bank_round_rows)
+from hirl_mm.engine.hooks.pipeline_checks import check_num_clusters, probe_first_sample
 from hirl_mm.engine.hooks.collapse_check import check_collapse
 from hirl_mm.engine.hooks.schedule_checks import check_hirl_schedule
 from hirl_mm.engine.hooks.training_utils import require_epoch_based_loop
 from hirl_mm.registry import CLUSTERERS, HOOKS
 from hirl_mm.utils.dist_utils import all_gather_rows
-from hirl_mm.utils.feature_extraction import (build_extraction_loader,
-                                              extract_embedding_shard, extract_embeddings,
-                                              place_by_index)
+from hirl_mm.utils.feature_extraction import place_by_index
 
 # What the hook does when stored prototypes do not belong to the training set.
 ON_DATA_CHANGE = ('recluster', 'error')
@@ -32,18 +29,8 @@ ON_DATA_CHANGE = ('recluster', 'error')
 LAST_ROUND_INFO = 'hirl/last_round'
 
 
-# Default extraction batch on a GPU: this many times the training batch per process.
-GPU_EXTRACT_BATCH_FACTOR = 4
-
-
-def _model_device(runner: Runner) -> torch.device:
-    """The device of the model's parameters (CPU for a model without any)."""
-    param = next(get_ori_model(runner.model).parameters(), None)
-    return torch.device('cpu') if param is None else param.device
-
-
 @HOOKS.register_module()
-class HierarchicalClusteringHook(Hook):
+class HierarchicalClusteringHook(ClusteringDataMixin, Hook):
     """Extract embeddings of the whole training set, cluster them hierarchically, and store
     the prototypes in the HIRL model's buffers (so checkpoints resume them).
 
@@ -189,13 +176,6 @@ class HierarchicalClusteringHook(Hook):
         self.cluster(runner)
         get_ori_model(runner.model).prototypes.record_data(self._fingerprint(runner))
 
-    def _fingerprint(self, runner: Runner) -> bytes:
-        """The extraction data set's fingerprint (its list does not change during a run)."""
-        if self._data_fingerprint is None:
-            loader = self._loader or self._build_loader(runner)
-            self._data_fingerprint = dataset_fingerprint(loader.dataset)
-        return self._data_fingerprint
-
     def _check_prototypes_fit_data(self, runner: Runner) -> None:
         """Before an epoch that does not cluster: prototypes loaded from a checkpoint
         must have been built on this training set; re-cluster or stop if not."""
@@ -215,18 +195,6 @@ class HierarchicalClusteringHook(Hook):
                               f'{runner.epoch}, instead of training on them.')
         self._cluster_and_record(runner)
 
-    def _resolve_pipeline(self, runner: Runner) -> None:
-        """Default the extraction pipeline to the config's eval pipeline, else ImageNet's."""
-        if self._pipeline_source is not None:
-            return
-        found = config_eval_pipeline(runner.cfg)
-        if found is None:
-            self._pipeline_source = 'the default ImageNet eval pipeline'
-        else:
-            self.extract_pipeline, self._pipeline_source = found
-        runner.logger.info(f'HIRL: extraction pipeline for clustering from '
-                           f'{self._pipeline_source}: {self.extract_pipeline}')
-
     def _check_before_training(self, runner: Runner) -> None:
         """Stop before the first iteration on settings the first clustering would trip on.
 
@@ -243,36 +211,6 @@ class HierarchicalClusteringHook(Hook):
         check_num_clusters(get_ori_model(runner.model).prototypes.num_clusters,
                            len(self._loader.dataset), dist.get_world_size())
         check_hirl_schedule(runner, self.warmup_epochs, self.interval)  # clusters at all?
-
-    def _build_loader(self, runner: Runner) -> torch.utils.data.DataLoader:
-        train_cfg = runner.cfg.train_dataloader
-        self._resolve_pipeline(runner)
-        on_gpu = _model_device(runner).type == 'cuda'
-        return build_extraction_loader(
-            with_pipeline(train_cfg['dataset'], self.extract_pipeline),
-            # Inference keeps no activations for a backward: larger batches fit on a GPU.
-            batch_size=self.extract_batch_size or train_cfg['batch_size'] * (
-                GPU_EXTRACT_BATCH_FACTOR if on_gpu else 1),
-            num_workers=(train_cfg.get('num_workers', 0)
-                         if self.extract_num_workers is None else self.extract_num_workers),
-            seed=runner.seed, pin_memory=on_gpu)
-
-    def extract(self, runner: Runner) -> Tensor:
-        """L2-normalised embeddings of every training sample, ``[N, D]``, on every rank."""
-        model = get_ori_model(runner.model)
-        features = extract_embeddings(model, self._loader or self._build_loader(runner),
-                                      model.extract_clustering_embedding)
-        return features.to(BANK_DTYPES[self.bank_dtype])
-
-    def extract_shard(self, runner: Runner) -> Tuple[Tensor, Tensor, int]:
-        """This rank's L2-normalised embeddings, their ``sample_idx`` and ``N`` (no gather).
-        """
-        model = get_ori_model(runner.model)
-        loader = self._loader or self._build_loader(runner)
-        features, sample_idx = extract_embedding_shard(
-            model, loader, model.extract_clustering_embedding,
-            dtype=BANK_DTYPES[self.bank_dtype])
-        return features, sample_idx, len(loader.dataset)
 
     def bank_is_current(self, runner: Runner) -> bool:
         """Whether the feature bank holds the rows of the epoch before ``runner.epoch``."""

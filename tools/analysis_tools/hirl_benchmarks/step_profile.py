@@ -21,7 +21,6 @@ from typing import Callable, Dict, Iterator, List, Tuple
 import torch
 
 from .measure import synchronize
-from .overhead import DEMO_BASELINE, DEMO_CONFIG
 from .overhead_worker import parse_options
 from .report import print_header
 
