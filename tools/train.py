@@ -177,7 +177,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 
     if args.check_images:
         cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
-            dict(type='hirl_mm.ImageCheckHook')]
+            dict(type='ImageCheckHook')]
     # A kill during a checkpoint save must leave a resumable run.
     use_atomic_checkpoint_hook(cfg)
 

@@ -21,8 +21,9 @@ __all__ = ['DEFAULT_DIST_TIMEOUT_S', 'set_default_dist_timeout', 'collective_tim
 
 # 30 minutes: long enough for a clustering round of ImageNet-1k on rank 0 alone, bounded.
 DEFAULT_DIST_TIMEOUT_S = 1800
-# How torch / gloo / NCCL word a collective that timed out.
-_TIMEOUT = re.compile(r'timed out|timeout|watchdog caught collective', re.IGNORECASE)
+# How gloo and NCCL word a collective that timed out (not, e.g., a DataLoader timeout).
+_TIMEOUT = re.compile(r'Timed out waiting \d+ ?ms|Watchdog caught collective operation '
+                      r'timeout|collective operation timeout', re.IGNORECASE)
 
 
 def set_default_dist_timeout(cfg: Any, launcher: str) -> Optional[int]:
@@ -57,7 +58,7 @@ def collective_timeout_hint(error: BaseException, cfg: Any) -> Optional[str]:
     Returns:
         str | None: The hint.
     """
-    if not _TIMEOUT.search(f'{type(error).__name__}: {error}'):
+    if not _TIMEOUT.search(str(error)):
         return None
     timeout = ((cfg.get('env_cfg') or {}).get('dist_cfg') or {}).get('timeout')
     return (f'error: a distributed collective timed out (env_cfg.dist_cfg.timeout='

@@ -1,7 +1,8 @@
 """tools/train.py refuses, before the first iteration and with the cause and the fix, what
 would otherwise train nonsense or fail late (issue 21, cases 6, 8 and 12): ``--resume`` on a
 mistyped or empty work dir, ``--cfg-options`` with a ``dict(...)`` value, and
-``--check-images`` on a folder holding unreadable images."""
+``--check-images`` on a folder holding unreadable images; and it bounds the wait for a hung
+process of a distributed run (case 11)."""
 import os
 from pathlib import Path
 from types import ModuleType
@@ -10,6 +11,8 @@ import pytest
 from mmengine.config import Config
 
 from hirl_mm.datasets.image_check import UnreadableImageError
+from hirl_mm.utils.dist_timeout import (DEFAULT_DIST_TIMEOUT_S, collective_timeout_hint,
+                                        set_default_dist_timeout)
 from hirl_mm.utils.launch import MissingInputError
 from tiny_setup import hirl_config, make_image_folder
 from tool_loading import load_tool
@@ -94,3 +97,18 @@ def test_check_images_lists_every_unreadable_image_before_training(train, tmp_pa
     assert not any(name.endswith('.log') and 'Epoch(train)' in
                    Path(root, name).read_text()
                    for root, _, names in os.walk(tmp_path / 'work') for name in names)
+
+
+def test_distributed_runs_get_a_bounded_timeout():
+    """Case 11 (the frozen rank itself: tests/integration/test_frozen_rank.py)."""
+    cfg = Config(dict(env_cfg=dict(dist_cfg=dict(backend='nccl'))))
+    assert set_default_dist_timeout(cfg, 'none') is None and 'timeout' not in \
+        cfg.env_cfg.dist_cfg
+    assert set_default_dist_timeout(cfg, 'pytorch') == DEFAULT_DIST_TIMEOUT_S == 1800
+    cfg.env_cfg.dist_cfg.timeout = 300  # a config's own value wins
+    assert set_default_dist_timeout(Config(cfg.to_dict()), 'slurm') == 300
+    gloo = RuntimeError('[gloo/transport/tcp/unbound_buffer.cc:81] Timed out waiting 300000ms '
+                        'for recv operation to complete')
+    assert 'env_cfg.dist_cfg.timeout=300 s' in collective_timeout_hint(gloo, cfg)
+    assert collective_timeout_hint(RuntimeError('DataLoader timed out after 5 seconds'),
+                                   cfg) is None

@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional
 from mmengine.dist import is_main_process
 from mmengine.fileio.backends import LocalBackend
 from mmengine.hooks import CheckpointHook
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.runner import Runner
 
 from hirl_mm.registry import HOOKS
@@ -75,6 +76,7 @@ def write_file_atomically(path: str, text: str) -> None:
 
 
 @HOOKS.register_module()
+@MMENGINE_HOOKS.register_module()  # the root: found from every scope (mmdet, mmseg ...)
 class AtomicCheckpointHook(CheckpointHook):
     """``CheckpointHook`` (same arguments) whose saves survive a kill at any moment.
 
@@ -163,6 +165,5 @@ def use_atomic_checkpoint_hook(cfg: Any) -> bool:
     if not isinstance(hook, dict) or hook.get('type') not in (
             'CheckpointHook', 'mmengine.CheckpointHook', CheckpointHook):
         return False
-    # Scoped, so that it is found whatever the config's default scope is.
-    hook['type'] = 'hirl_mm.AtomicCheckpointHook'
+    hook['type'] = 'AtomicCheckpointHook'  # in mmengine's root registry: every scope finds it
     return True

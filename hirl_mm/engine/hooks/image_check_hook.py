@@ -3,6 +3,7 @@ import os.path as osp
 
 from mmengine import dist
 from mmengine.hooks import Hook
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.runner import Runner
 
 from hirl_mm.datasets.image_check import UnreadableImageError, find_unreadable_images
@@ -15,6 +16,7 @@ _SHOWN = 10
 
 
 @HOOKS.register_module()
+@MMENGINE_HOOKS.register_module()  # the root: found from every scope (mmdet, mmseg ...)
 class ImageCheckHook(Hook):
     """Stop before the first iteration if any image file of the training set is missing,
     empty, truncated or not an image, listing them all.
