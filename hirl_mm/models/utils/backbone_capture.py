@@ -60,15 +60,27 @@ def _select(output: Any, fn) -> Any:
 
 _INT_OF_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 _HASH_CHUNK = 4096  # columns hashed at a time: bounds the int64 temporary
+# Columns of the first, sampled hash when locating a view (see _match_rows).
+SAMPLED_COLUMNS = 256
 
 
-def row_hashes(rows: Tensor) -> Tensor:
+def row_hashes(rows: Tensor, columns: Optional[Tensor] = None) -> Tensor:
     """An exact int64 hash of each row's bytes: identical rows get identical hashes.
 
     Integer arithmetic (wrapping mod 2**64) is exact and order-independent, unlike a float
     fingerprint, whose rounding depends on the batch and can confuse two distinct rows.
+
+    Args:
+        rows (Tensor): ``[n, F]``.
+        columns (Tensor, optional): Hash only these columns (equal rows still get equal
+            hashes; distinct rows may collide more often). Defaults to all.
+
+    Returns:
+        Tensor: ``[n]`` int64.
     """
     bits = rows.contiguous().view(_INT_OF_SIZE[rows.element_size()])
+    if columns is not None:
+        bits = bits.index_select(1, columns)
     generator = torch.Generator().manual_seed(0)
     multipliers = torch.randint(1, 2**62, (bits.shape[1], ), generator=generator)
     multipliers = (multipliers | 1).to(rows.device)  # odd: every bit of a value counts
@@ -79,24 +91,39 @@ def row_hashes(rows: Tensor) -> Tensor:
     return hashes
 
 
+def _match_by_hash(rows: Tensor, wanted: Tensor,
+                   columns: Optional[Tensor]) -> Tuple[bool, Optional[Tensor]]:
+    """``(every wanted hash found, idx confirmed by comparing the rows or None)``."""
+    keys, wanted_keys = row_hashes(rows, columns), row_hashes(wanted, columns)
+    sorted_keys, order = torch.sort(keys)
+    pos = torch.searchsorted(sorted_keys, wanted_keys).clamp_(max=len(keys) - 1)
+    if not torch.equal(sorted_keys[pos], wanted_keys):
+        return False, None
+    idx = order[pos]
+    return True, (idx if torch.equal(rows[idx], wanted) else None)
+
+
 def _match_rows(inputs: Tensor, view: Tensor) -> Optional[Tensor]:
     """Indices ``idx`` with ``inputs[idx] == view`` row by row, or ``None``.
 
     Rows are matched by an exact hash of their bytes (sorted, then binary-searched) and the
     match is confirmed by comparing the rows, so any layout is found: alone, stacked,
-    interleaved or shuffled within the batch.
+    interleaved or shuffled within the batch. The hash first reads
+    :data:`SAMPLED_COLUMNS` evenly spaced columns (the view is absent when those do not
+    match; most of a step's hashing cost saved); only if two distinct rows agree on all of
+    them are the whole rows hashed.
     """
     if inputs.shape[1:] != view.shape[1:] or inputs.shape[0] < view.shape[0] \
             or inputs.dtype != view.dtype:
         return None
     rows, wanted = inputs.flatten(1), view.flatten(1)
-    keys, wanted_keys = row_hashes(rows), row_hashes(wanted)
-    sorted_keys, order = torch.sort(keys)
-    pos = torch.searchsorted(sorted_keys, wanted_keys).clamp_(max=len(keys) - 1)
-    if not torch.equal(sorted_keys[pos], wanted_keys):
-        return None
-    idx = order[pos]
-    return idx if torch.equal(rows[idx], wanted) else None
+    if rows.shape[1] > SAMPLED_COLUMNS:
+        columns = torch.linspace(0, rows.shape[1] - 1, SAMPLED_COLUMNS,
+                                 device=rows.device).long()
+        found, idx = _match_by_hash(rows, wanted, columns)
+        if not found or idx is not None:
+            return idx
+    return _match_by_hash(rows, wanted, None)[1]
 
 
 def locate_view(calls: List[BackboneCall], view: Tensor) -> Optional[Tuple[int, Tensor]]:

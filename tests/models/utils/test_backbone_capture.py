@@ -86,3 +86,21 @@ def test_find_view_output_tells_nearly_identical_rows_apart():
         net(torch.stack([v1, v0], 1).reshape(-1, 3, 4, 4))
     torch.testing.assert_close(find_view_output(calls, v0)[0], v0 * 2, rtol=0, atol=0)
     torch.testing.assert_close(find_view_output(calls, v1)[0], v1 * 2, rtol=0, atol=0)
+
+
+def test_rows_equal_on_the_sampled_columns_are_told_apart():
+    """Large images are first matched on a sample of their columns; rows that agree on all
+    sampled columns and differ elsewhere fall back to the whole-row hash, still exact."""
+    from hirl_mm.models.utils.backbone_capture import SAMPLED_COLUMNS
+    size = 28  # 784 values per row, more than SAMPLED_COLUMNS
+    assert size * size > SAMPLED_COLUMNS
+    images = torch.zeros(8, 1, size, size)
+    images[:, 0, 0, 1] = torch.arange(8.)  # column 1 is not among the sampled ones
+    net = TupleNet()
+    with record_calls(net) as calls:
+        net(images)
+    wanted = images[[3, 1, 6]].clone()
+    torch.testing.assert_close(find_view_output(calls, wanted)[0], wanted * 2, rtol=0, atol=0)
+    shuffled = images[torch.randperm(8)].clone()
+    torch.testing.assert_close(find_view_output(calls, shuffled)[0], shuffled * 2, rtol=0,
+                               atol=0)
