@@ -127,7 +127,8 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     """Merge the command line into ``cfg`` (``--cfg-options`` last, so they win).
 
     Raises:
-        MissingInputError: If the ``--resume`` checkpoint does not exist.
+        MissingInputError: If the ``--resume`` checkpoint does not exist, or ``--resume``
+            alone finds none in the work directory (without ``--allow-fresh-start``).
         ValueError: If an option does not fit the config or machine (``--amp`` without a
             GPU or with a custom optim wrapper, ``--auto-scale-lr`` without
             ``auto_scale_lr``).
@@ -156,10 +157,8 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
 
     if args.resume == 'auto':
-        # Found here, not by mmengine, which silently starts afresh when there is none.
-        found = find_resume_checkpoint(cfg.work_dir, args.allow_fresh_start)
-        cfg.resume = found is not None
-        cfg.load_from = found
+        cfg.resume = True  # the checkpoint is found below, in the final work_dir
+        cfg.load_from = None
     elif args.resume is not None:
         check_file_exists(args.resume, 'Checkpoint to resume from',
                           'Pass an existing .pth file, or --resume alone to resume the '
@@ -183,6 +182,11 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    if args.resume == 'auto':
+        # Found here, not by mmengine, which silently starts afresh when there is none.
+        found = find_resume_checkpoint(cfg.work_dir, args.allow_fresh_start)
+        cfg.resume = found is not None
+        cfg.load_from = found
     for field in DATALOADER_FIELDS:
         # torch's DataLoader refuses persistent_workers=True without worker processes
         # (e.g. num_workers=0 set to debug).
