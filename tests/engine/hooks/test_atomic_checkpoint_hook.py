@@ -1,49 +1,27 @@
 """A kill at any moment of a checkpoint save leaves a resumable run (issue 21, case 5).
 
-The real kill: tools/train.py in a subprocess (a tiny HIRL run, ``max_keep_ckpts=1``) is
-SIGKILLed halfway through writing epoch 2's checkpoint; ``tools/train.py --resume`` (in
-process) then finishes the run. The other moments of a save (after the rename, after
-``last_checkpoint``) are interrupted in process, each leaving a complete checkpoint that
-``last_checkpoint`` names.
+The real kill: a child process running tools/train.py (a tiny HIRL run,
+``max_keep_ckpts=1``) is SIGKILLed halfway through writing epoch 2's checkpoint;
+``tools/train.py --resume`` then finishes the run. The other moments of a save (after the
+rename, after ``last_checkpoint``) are interrupted in process, each leaving a complete
+checkpoint that ``last_checkpoint`` names.
 """
 import os
-import subprocess
-import sys
+import signal
 from pathlib import Path
 
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.fileio.backends import LocalBackend
 from mmengine.runner import Runner
 
+import forked
 import hirl_mm.engine.hooks.atomic_checkpoint_hook as atomic
 from tiny_setup import hirl_config, make_image_folder
 from tool_loading import load_tool
 
 pytestmark = pytest.mark.usefixtures('single_thread')
-
-REPO = Path(__file__).parents[3]
-# Runs tools/train.py, killing the process (SIGKILL) halfway through writing the named file.
-KILLING_TRAIN = '''
-import os, runpy, signal, sys
-from mmengine.fileio.backends import LocalBackend
-
-victim = os.environ['KILL_WHILE_WRITING']
-put = LocalBackend.put
-
-
-def put_then_die(self, obj, filepath):
-    if str(filepath).endswith(victim):
-        with open(filepath, 'wb') as f:
-            f.write(obj[:len(obj) // 2])
-        os.kill(os.getpid(), signal.SIGKILL)
-    return put(self, obj, filepath)
-
-
-LocalBackend.put = put_then_die
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name='__main__')
-'''
 
 
 class Interrupted(Exception):
@@ -65,13 +43,22 @@ def test_kill_while_writing_a_checkpoint_then_resume(tmp_path):
     cfg.default_hooks.checkpoint.max_keep_ckpts = 1  # tools/train.py makes it atomic
     cfg.log_level = 'INFO'
     cfg.dump(str(tmp_path / 'cfg.py'))
-    (tmp_path / 'killing_train.py').write_text(KILLING_TRAIN)
-    env = dict(os.environ, OMP_NUM_THREADS='1', KILL_WHILE_WRITING='epoch_2.pth.partial',
-               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get('PYTHONPATH', '')]))
-    killed = subprocess.run([sys.executable, str(tmp_path / 'killing_train.py'),
-                             'tools/train.py', str(tmp_path / 'cfg.py')], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert killed.returncode == -9, killed.stderr[-3000:]
+    put = LocalBackend.put
+
+    def put_then_die(self, obj, filepath):  # in the child only
+        if str(filepath).endswith('epoch_2.pth.partial'):
+            with open(filepath, 'wb') as f:
+                f.write(obj[:len(obj) // 2])
+            os.kill(os.getpid(), signal.SIGKILL)
+        return put(self, obj, filepath)
+
+    def killed_train():
+        LocalBackend.put = put_then_die
+        load_tool('tools/train.py').main([str(tmp_path / 'cfg.py')])
+
+    child = forked.fork(killed_train, tmp_path / 'killed.log')
+    status = forked.wait(child, timeout=300)
+    assert status == -signal.SIGKILL, (tmp_path / 'killed.log').read_text()[-3000:]
     # The previous checkpoint is intact and named; the new one never got its name.
     assert (work / 'last_checkpoint').read_text() == str(work / 'epoch_1.pth')
     assert torch.load(work / 'epoch_1.pth', map_location='cpu')['meta']['epoch'] == 1
