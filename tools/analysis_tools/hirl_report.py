@@ -39,7 +39,7 @@ from hirl_mm.evaluation import clustering_scores, weighted_knn_classify
 from hirl_mm.evaluation.checkpoint_reading import load_checkpoint_state
 from hirl_mm.evaluation.feature_model import build_feature_model, load_backbone_weights
 from hirl_mm.evaluation.hierarchy_scores import build_training_images_loader, tool_eval_pipeline
-from hirl_mm.evaluation.label_hierarchy import dataset_label_levels
+from hirl_mm.evaluation.label_hierarchy import dataset_label_levels, load_label_hierarchy
 from hirl_mm.evaluation.prototypes import load_stored_prototypes
 from hirl_mm.utils.feature_extraction import build_extraction_loader, extract_embeddings
 from hirl_mm.utils.pretrained import PretrainedLoadingError
@@ -111,6 +111,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     memory_loader, labelled = build_training_images_loader(
         cfg.train_dataloader.dataset, eval_pipeline, batch_size)
     results['labelled'] = labelled
+    hierarchy = args.label_hierarchy or report.get('label_hierarchy')
+    if hierarchy:  # checked now, as the other tools do, not after the long KNN step
+        try:
+            if labelled:
+                dataset_label_levels(memory_loader.dataset, hierarchy)
+            else:
+                load_label_hierarchy(hierarchy)
+        except (ValueError, TypeError, FileNotFoundError) as error:
+            sys.exit(f'error: {error}')
     if not labelled:
         print('\nThe training images have no labels (a folder without class sub-folders): '
               'no KNN and no NMI / purity of the learned levels; the cluster statistics '

@@ -47,6 +47,7 @@ from hirl_mm.evaluation.label_hierarchy import dataset_label_levels
 from hirl_mm.evaluation.pretrain_model import load_pretrain_model
 from hirl_mm.evaluation.prototypes import load_stored_prototypes
 from hirl_mm.utils.feature_extraction import extract_embeddings
+from hirl_mm.utils.pretrained import PretrainedLoadingError
 from hirl_mm.visualization import (build_tree, draw_embedding_map, draw_tree, embed_2d,
                                    level_sizes)
 
@@ -142,7 +143,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
               'sub-folders): the pictures show the learned levels only, without majority '
               'labels, purity or label panels.')
 
-    model, embed = _embedder(cfg, state, args.checkpoint, stored.recorded, args.device)
+    try:
+        model, embed = _embedder(cfg, state, args.checkpoint, stored.recorded, args.device)
+    except PretrainedLoadingError as error:  # a checkpoint of another config
+        sys.exit(f'error: {error}')
     features = extract_embeddings(model, loader, embed, show_progress=False).cpu()
     trees = build_tree(stored.centroids, stored.parents, stored.im2cluster, features,
                        label_levels, top=args.top, children=args.children,
