@@ -1,7 +1,11 @@
-"""MaskedVisionTransformer: mmpretrain's ViT, DINO's initialisation, iBOT's patch masking."""
+"""MaskedVisionTransformer: mmpretrain's ViT, DINO's initialisation, iBOT's patch masking,
+DINO's position-embedding interpolation as an option."""
+import math
+
 import pytest
 import torch
 from mmpretrain.models import VisionTransformer
+from mmpretrain.models.utils import resize_pos_embed
 
 import hirl_mm  # noqa: F401
 from hirl_mm.registry import MODELS
@@ -71,3 +75,81 @@ def test_mask_errors_name_the_fix():
     with pytest.raises(ValueError, match='patch size'):
         _vit(use_mask_token=True)(torch.randn(1, 3, 16, 16),
                                   mask=torch.zeros(1, 3, 3, dtype=torch.bool))
+
+
+# ---- position-embedding interpolation for other crop sizes (local crops) ----
+
+def _dino_interpolate_pos_encoding(pos_embed, patch_size, w, h):
+    """facebookresearch/dino ``VisionTransformer.interpolate_pos_encoding`` (also the HIRL
+    authors' ``hirl/backbones/vision_transformer.py``), written out independently; ``w, h``
+    are DINO's names for ``x.shape[-2:]`` (``B, nc, w, h = x.shape``)."""
+    N = pos_embed.shape[1] - 1
+    w0, h0 = w // patch_size, h // patch_size
+    if w0 * h0 == N and w == h:
+        return pos_embed
+    dim = pos_embed.shape[-1]
+    w0, h0 = w0 + 0.1, h0 + 0.1
+    patch_pos_embed = torch.nn.functional.interpolate(
+        pos_embed[:, 1:].reshape(1, int(math.sqrt(N)), int(math.sqrt(N)), dim).permute(
+            0, 3, 1, 2),
+        scale_factor=(w0 / math.sqrt(N), h0 / math.sqrt(N)), mode='bicubic')
+    assert int(w0) == patch_pos_embed.shape[-2] and int(h0) == patch_pos_embed.shape[-1]
+    patch_pos_embed = patch_pos_embed.permute(0, 2, 3, 1).view(1, -1, dim)
+    return torch.cat((pos_embed[:, :1], patch_pos_embed), dim=1)
+
+
+def _added_pos_embed(model, x):
+    """What the forward pass added to the [CLS] token and the patch embeddings."""
+    captured = {}
+    handle = model.pre_norm.register_forward_hook(
+        lambda m, i, o: captured.setdefault('x', i[0]))
+    with torch.no_grad():
+        model(x)
+        patches = model.patch_embed(x)[0]
+    handle.remove()
+    tokens = torch.cat((model.cls_token.expand(x.shape[0], -1, -1), patches), dim=1)
+    return (captured['x'] - tokens)[:1]
+
+
+def _vit_14x14(**kwargs):
+    """A ViT whose 56-pixel images are a 14 x 14 grid of 4-pixel patches (as 224 / 16)."""
+    return _vit(img_size=56, out_type='raw', **kwargs)
+
+
+@pytest.mark.parametrize('height,width', [(24, 24), (24, 32), (32, 24), (40, 40)])
+def test_scale_factor_mode_is_dinos_interpolation(height, width):
+    model = _vit_14x14(pos_embed_interpolation='scale_factor')
+    expected = _dino_interpolate_pos_encoding(model.pos_embed.detach(), 4, height, width)
+    assert expected.shape[1] == 1 + (height // 4) * (width // 4)
+    got = model.interpolated_pos_embed((height // 4, width // 4)).detach()
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    x = torch.randn(2, 3, height, width)
+    torch.testing.assert_close(_added_pos_embed(model, x), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_scale_factor_mode_differs_from_resizing_to_the_size():
+    dino = _vit_14x14(pos_embed_interpolation='scale_factor')
+    resize = _vit_14x14()
+    assert resize.pos_embed_interpolation == 'size'  # the default keeps mmpretrain's way
+    torch.testing.assert_close(dino.pos_embed, resize.pos_embed)
+    # 96-pixel crops of a ViT-B/16 at 224: a 6 x 6 grid from 14 x 14 (ratio 3 / 7).
+    by_scale = dino.interpolated_pos_embed((6, 6)).detach()
+    by_size = resize.interpolated_pos_embed((6, 6)).detach()
+    expected_size = resize_pos_embed(resize.pos_embed.detach(), (14, 14), (6, 6))
+    torch.testing.assert_close(by_size, expected_size, rtol=0, atol=0)
+    assert by_scale.shape == by_size.shape == (1, 1 + 36, 32)
+    torch.testing.assert_close(by_scale[:, 0], by_size[:, 0])  # [CLS] untouched
+    assert (by_scale[:, 1:] - by_size[:, 1:]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize('mode', ['size', 'scale_factor'])
+def test_equal_grid_keeps_the_embedding(mode):
+    model = _vit_14x14(pos_embed_interpolation=mode)
+    assert model.interpolated_pos_embed((14, 14)) is model.pos_embed
+    torch.testing.assert_close(_added_pos_embed(model, torch.randn(1, 3, 56, 56)),
+                               model.pos_embed.detach(), rtol=1e-6, atol=1e-6)
+
+
+def test_unknown_interpolation_is_refused():
+    with pytest.raises(ValueError, match="'size', 'scale_factor'"):
+        _vit(pos_embed_interpolation='scale')
