@@ -10,7 +10,9 @@ Local crops are not masked and only enter the [CLS] term.
 
 The backbone must output all tokens (``MaskedVisionTransformer`` with
 ``use_mask_token=True, out_type='raw'``); the neck is :class:`~hirl_mm.models.necks.iBOTNeck`.
-Teacher, schedules and hooks are DINO's (:class:`~hirl_mm.models.algorithms.DINO`).
+Teacher, schedules and hooks are DINO's (:class:`~hirl_mm.models.algorithms.DINO`),
+``teacher_neck_init`` included: with ``'independent'`` the teacher's whole neck, a
+separate patch layer (``shared_head=False``) too, starts from its own random init.
 """
 from typing import Dict, List
 

@@ -17,11 +17,12 @@ BATCH, LOCAL = 3, 2
 pytestmark = pytest.mark.usefixtures('single_thread')
 
 
-def _model(name: str, base_momentum: float = 0.004):
+def _model(name: str, base_momentum: float = 0.004, neck: dict = None, **model_kwargs):
     cfg = Config.fromfile(CONFIGS[name]).model
     cfg.backbone.drop_path_rate = 0.  # deterministic student for exact comparisons
     cfg.neck.use_bn = False  # nor BN, which mixes the rows of a batch (tested on its own)
-    cfg.base_momentum = base_momentum
+    cfg.neck.update(neck or {})
+    cfg.update(model_kwargs, base_momentum=base_momentum)
     torch.manual_seed(0)
     model = MODELS.build(cfg)
     model.init_weights()
