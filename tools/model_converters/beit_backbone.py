@@ -15,7 +15,8 @@ with the pooled features' LayerNorm ``ln2`` at its initial values (BEiT's fresh
 checkpoint, epoch, iteration, the pre-training config and which keys were written fresh.
 It loads key for key into the backbone of
 ``configs/benchmarks/classification/imagenet/beit-base-p16_ft-8xb128-coslr-100e_in1k.py``
-(the evaluation tools check this and stop otherwise).
+(the evaluation tools check this and stop otherwise). The HIRL authors' released BEiT
+weights, converted by ``tools/model_converters/hirl_reference.py``, are read the same way.
 """
 import argparse
 import sys
@@ -28,7 +29,8 @@ from hirl_mm.utils.beit_backbone import FRESH_KEYS, beit_finetune_state
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('checkpoint', help='BEiT / HIRL-BEiT checkpoint written by hirl_mm')
+    parser.add_argument('checkpoint', help='BEiT / HIRL-BEiT checkpoint written by hirl_mm, '
+                        'or an authors\' BEiT converted by hirl_reference.py')
     parser.add_argument('output', help='file to write (.pth)')
     return parser.parse_args(argv)
 
