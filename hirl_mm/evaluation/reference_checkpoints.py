@@ -130,8 +130,9 @@ def _vit_name(key: str, beit: bool) -> List[str]:
             return [f'layers.{index}.attn.q_bias', f'layers.{index}.attn.v_bias']
         return [f'layers.{index}.{VIT_BLOCK[module]}.{leaf}']
     stem, _, leaf = key.rpartition('.')
-    return [f'{VIT_TOP[stem]}.{leaf}'] if stem in VIT_TOP and leaf in ('weight',
-                                                                       'bias') else []
+    if stem in VIT_TOP and leaf in ('weight', 'bias'):
+        return [f'{VIT_TOP[stem]}.{leaf}']
+    return []
 
 
 def _vit_config(found: Dict[str, Tensor], beit: bool) -> Dict[str, Any]:
