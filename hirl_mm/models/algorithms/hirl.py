@@ -2,8 +2,6 @@
 from typing import Dict, List, Optional, Sequence, Tuple, Type, Union
 
 import torch
-from mmengine import dist
-from mmengine.model.averaged_model import BaseAveragedModel
 from mmpretrain.models.selfsup import BaseSelfSupervisor
 from mmpretrain.structures import DataSample
 from torch import Tensor, nn
@@ -11,10 +9,11 @@ from torch import Tensor, nn
 from hirl_mm.registry import MODELS
 from hirl_mm.utils.dist_utils import all_gather_rows
 from ..utils.backbone_capture import record_calls_of
-from ..utils.shuffled_rows import shuffled_view_rows
 from ..utils.embedding_encoder import (EMBEDDINGS, EmbeddingEncoder, final_token_norm,
                                        infer_output_width)
 from ..utils.hierarchical_prototypes import HierarchicalPrototypes
+from ..utils.teacher_ema import BUFFER_SOURCES, averaged_child, configure_ema
+from .hirl_rows import bank_rows, key_view_embedding, momentum_calls_read, sample_indices
 
 FEATURE_SOURCES = ('auto', 'online', 'momentum')
 
@@ -44,17 +43,35 @@ class HIRLMixin:
         iter_wise_assignment (bool): Re-assign each batch's samples to their nearest
             level-0 centroid with the embedding of the second (key) view, synchronised
             across ranks. Defaults to False.
+        momentum_buffers (str): Buffers (BN running statistics) of the algorithm's
+            momentum encoder / teacher (an mmengine ``BaseAveragedModel``: MoCo v3's
+            ``momentum_encoder``, BYOL's ``target_net``, MoCo's ``encoder_k``, DINO's
+            ``teacher``). ``'online'``: mmengine's EMA copies the online encoder's buffers
+            at every update, so an eval-mode extraction uses the online statistics.
+            ``'own'`` (the HIRL code's key encoder): copied at the first update only, then
+            updated by the momentum encoder's own train-mode forwards. Defaults to
+            ``'online'``; ``'own'`` is refused for an algorithm without one.
         *args, **kwargs: The wrapped algorithm's own arguments.
     """
 
     def __init__(self, *args, num_clusters: Sequence[int], semantic_head: dict,
                  embedding: str = 'neck', feature_source: str = 'auto',
-                 iter_wise_assignment: bool = False, **kwargs) -> None:
+                 iter_wise_assignment: bool = False, momentum_buffers: str = 'online',
+                 **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._check_no_name_clash()
-        if feature_source not in FEATURE_SOURCES:
-            raise ValueError(f'feature_source={feature_source!r} is not one of '
-                             f'{FEATURE_SOURCES}.')
+        for name, value, choices in (('feature_source', feature_source, FEATURE_SOURCES),
+                                     ('momentum_buffers', momentum_buffers, BUFFER_SOURCES)):
+            if value not in choices:
+                raise ValueError(f'{name}={value!r} is not one of {choices}.')
+        if momentum_buffers == 'own':
+            if averaged_child(self) is None:
+                raise ValueError(
+                    f'momentum_buffers="own" keeps the momentum encoder\'s own buffers, but '
+                    f'{type(self).__name__} has no momentum encoder / teacher (no mmengine '
+                    f'BaseAveragedModel); leave momentum_buffers="online".')
+            configure_ema(averaged_child(self), buffer_source='own')
+        self.momentum_buffers = momentum_buffers
         if embedding not in EMBEDDINGS:
             raise ValueError(f'embedding={embedding!r} is not one of {EMBEDDINGS}.')
         if embedding == 'neck' and getattr(self, 'neck', None) is None:
@@ -134,16 +151,15 @@ class HIRLMixin:
 
     def semantic_momentum_encoder(self) -> Optional[EmbeddingEncoder]:
         """The EMA / teacher encoder's backbone (+ neck), if the algorithm has one."""
-        for module in self.children():
-            if isinstance(module, BaseAveragedModel):
-                inner = module.module
-                if isinstance(inner, nn.Sequential):
-                    # Built as Sequential(backbone, neck) (MoCo, BYOL): neck(backbone(x)).
-                    neck = inner[1] if len(inner) > 1 else None
-                    return self._encoder(inner[0], neck, layout='output')
-                return self._encoder(getattr(inner, 'backbone', inner),
-                                     getattr(inner, 'neck', None))
-        return None
+        averaged = averaged_child(self)
+        if averaged is None:
+            return None
+        inner = averaged.module
+        if isinstance(inner, nn.Sequential):
+            # Built as Sequential(backbone, neck) (MoCo, BYOL): neck(backbone(x)).
+            neck = inner[1] if len(inner) > 1 else None
+            return self._encoder(inner[0], neck, layout='output')
+        return self._encoder(getattr(inner, 'backbone', inner), getattr(inner, 'neck', None))
 
     def clustering_encoder(self) -> EmbeddingEncoder:
         """The encoder whose embeddings are clustered (see ``feature_source``)."""
@@ -181,6 +197,8 @@ class HIRLMixin:
             iter-wise assignment, ``assign_changed_ratio``.
         """
         online, momentum = self.semantic_online_encoder(), self.semantic_momentum_encoder()
+        if momentum is not None and not momentum_calls_read(self):
+            momentum = None  # nothing reads its calls this step: do not record (keep) them
         encoders = [online] + ([momentum] if momentum is not None else [])
         with record_calls_of([m for e in encoders for m in e.modules]) as recorded:
             losses = super().loss(inputs, data_samples, **kwargs)
@@ -191,18 +209,18 @@ class HIRLMixin:
         views = inputs if isinstance(inputs, (list, tuple)) else [inputs]
         embedding = online.find_view_embedding(calls[0], views[0])
         self._remember_layout(online)
-        sample_idx = self._sample_idx(data_samples, embedding.device)
+        sample_idx = sample_indices(data_samples, embedding.device)
         if self.bank_recording and self.training:
-            self._bank_rows = self._clustering_rows(
-                views, sample_idx, embedding, momentum,
-                calls[1] if momentum is not None else None)
+            self._bank_rows = bank_rows(views, sample_idx, embedding, momentum,
+                                        calls[1] if momentum is not None else None,
+                                        self.feature_source)
         if not self.prototypes.ready:
             # Warm-up: a zero loss still touching every head parameter keeps DDP happy.
             losses.update(self.semantic_head.loss(embedding))
             return losses
 
         if self.iter_wise_assignment and self.training:
-            key_embedding = self._key_view_embedding(views, encoders, calls)
+            key_embedding = key_view_embedding(views, encoders, calls)
             losses['assign_changed_ratio'] = self._reassign(
                 sample_idx, (embedding if key_embedding is None else key_embedding).detach())
         losses.update(
@@ -210,66 +228,11 @@ class HIRLMixin:
                                     self.prototypes.centroids, self.prototypes.parents))
         return losses
 
-    def _clustering_rows(self, views: List[Tensor], sample_idx: Tensor,
-                         online_embedding: Tensor, momentum: Optional[EmbeddingEncoder],
-                         momentum_calls: Optional[list]) -> Tuple[Tensor, Tensor]:
-        """This step's ``(sample_idx, rows)`` for the training-fed feature bank, detached.
-
-        The clustering encoder's output as the algorithm computed it: the momentum /
-        teacher encoder's embedding of the first view it saw whole (MoCo's key view, BYOL's
-        first view), else the online embedding of the first view. When the momentum
-        encoder ran on keys shuffled across the ranks (MoCo's ``batch_shuffle_ddp``), each
-        rank keeps the rows it computed, whichever rank's samples they are.
-        """
-        if momentum is None or self.feature_source == 'online':
-            return sample_idx, online_embedding.detach()
-        local = next((rows for rows in (momentum.view_embedding(momentum_calls, view)
-                                        for view in views[:2]) if rows is not None), None)
-        if dist.get_world_size() > 1 and len(views) > 1:
-            # Decided together: the shuffled lookup is collective.
-            everywhere = torch.tensor(int(local is not None), device=sample_idx.device)
-            dist.all_reduce(everywhere, op='min')
-            if not int(everywhere):
-                found = shuffled_view_rows(momentum, momentum_calls, views[1], sample_idx)
-                return found or (sample_idx, online_embedding.detach())
-        if local is not None:
-            return sample_idx, local.detach()
-        return sample_idx, online_embedding.detach()
-
     def pop_bank_rows(self) -> Optional[Tuple[Tensor, Tensor]]:
         """``(sample_idx, rows)`` the last training step left for the feature bank (once).
         """
         rows, self._bank_rows = self._bank_rows, None
         return rows
-
-    @staticmethod
-    def _key_view_embedding(views: List[Tensor], encoders: List[EmbeddingEncoder],
-                            calls: List[list]) -> Optional[Tensor]:
-        """Embedding of the key (second) view for iter-wise re-assignment.
-
-        The momentum encoder's output is preferred (it is what was clustered), then the
-        online encoder's. ``None`` when neither saw the key view as a whole (e.g. MoCo
-        shuffles keys across ranks): the caller then uses the first view.
-        """
-        if len(views) < 2:
-            return None
-        for encoder, encoder_calls in reversed(list(zip(encoders, calls))):
-            embedding = encoder.view_embedding(encoder_calls, views[1])
-            if embedding is not None:
-                return embedding
-        return None
-
-    @staticmethod
-    def _sample_idx(data_samples: List[DataSample], device: torch.device) -> Tensor:
-        """The dataset indices of a batch, from the data samples' metainfo."""
-        try:
-            idx = [int(sample.sample_idx) for sample in data_samples]
-        except (AttributeError, TypeError) as error:
-            raise KeyError(
-                'HIRL needs `sample_idx` in every data sample to look up its semantic path. '
-                'Keep "sample_idx" in the meta_keys of PackInputs (it is there by default) '
-                'and use a dataset derived from mmengine BaseDataset.') from error
-        return torch.tensor(idx, dtype=torch.long, device=device)
 
     @torch.no_grad()
     def _reassign(self, sample_idx: Tensor, key_embedding: Tensor) -> Tensor:
