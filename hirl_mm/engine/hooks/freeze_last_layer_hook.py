@@ -5,6 +5,18 @@ gradients of the projection head's last layer for the first ``freeze_last_layer`
 (``cancel_gradients_last_layer`` in the DINO code: ``p.grad = None`` after the backward,
 before the optimizer step), which stabilises the start of training. With no gradient the
 optimizer skips the parameter entirely: no update, no weight decay, no optimizer state.
+
+Which parameters: the HIRL code freezes every parameter whose name contains
+``last_layer`` (``hirl/runners/pretrain/dino.py`` ``step_optimizer``), so also iBOT's
+separate patch layer; this hook freezes the listed modules and, by default, every
+optimised parameter whose name contains ``last_layer`` (here iBOT's
+``neck.patch_last_layer`` with ``shared_head=False``).
+
+When: the HIRL code cancels the gradients after the global-norm clip (its loss scaler
+unscales, clips, then sets the fixed parameters' grads to None, then steps), so the
+frozen gradients count in the clipped norm. This hook does the same: its optimizer step
+pre-hook runs inside ``optimizer.step()``, after mmengine's ``OptimWrapper`` has
+unscaled (AMP) and clipped (``clip_grad``).
 """
 import functools
 from typing import Any, List, Optional, Sequence, Union
@@ -38,19 +50,29 @@ class FreezeLastLayerHook(Hook):
             ``'neck.last_layer'``.
         freeze_epochs (int): Number of (first) epochs without updates; 0 disables the hook.
             Defaults to 1.
+        name_contains (str, optional): Also freeze every parameter held by an optimizer
+            whose name (from the unwrapped model) contains this string, as the HIRL / DINO
+            / iBOT code does with ``'last_layer'``; the modules so added are logged. None:
+            only ``module``. Defaults to ``'last_layer'``.
     """
 
     priority = 'NORMAL'
 
     def __init__(self,
                  module: Union[str, Sequence[str]] = 'neck.last_layer',
-                 freeze_epochs: int = 1) -> None:
+                 freeze_epochs: int = 1, name_contains: Optional[str] = 'last_layer'
+                 ) -> None:
         paths = [module] if isinstance(module, str) else list(module)
         if not paths or not all(isinstance(p, str) and all(p.split('.')) for p in paths):
             raise ValueError(f'module must be a dotted submodule path such as '
                              f'"neck.last_layer" (or a list of them), got {module!r}.')
         if not isinstance(freeze_epochs, int) or freeze_epochs < 0:
             raise ValueError(f'freeze_epochs must be an int >= 0, got {freeze_epochs!r}.')
+        if name_contains is not None and not (isinstance(name_contains, str)
+                                              and name_contains):
+            raise ValueError(f'name_contains must be a non-empty string or None, got '
+                             f'{name_contains!r}.')
+        self.name_contains = name_contains
         self.module = module
         self.paths = paths
         self._names = ', '.join(f'"{p}"' for p in paths)
@@ -91,7 +113,12 @@ class FreezeLastLayerHook(Hook):
         own = {id(p) for path in self.paths for p in self._resolve(runner, path).parameters()}
         if self.freeze_epochs == 0:
             return
-        for _, optimizer in torch_optimizers(runner.optim_wrapper):
+        optimizers = torch_optimizers(runner.optim_wrapper)
+        added = self._named_matches(runner, optimizers, own)
+        own.update(id(p) for p in added.values())
+        modules = sorted({name.rsplit('.', 1)[0] for name in added} - set(self.paths))
+        self._names = ', '.join(f'"{p}"' for p in self.paths + modules)
+        for _, optimizer in optimizers:
             params = [p for group in optimizer.param_groups for p in group['params']
                       if id(p) in own]
             if params:
@@ -104,6 +131,18 @@ class FreezeLastLayerHook(Hook):
                 f'of the trained (student) network.')
         runner.logger.info(f'FreezeLastLayerHook: {self._names} gets no update during '
                            f'the first {self.freeze_epochs} epoch(s).')
+        if modules:
+            runner.logger.info(f'FreezeLastLayerHook: parameters named like '
+                               f'"{self.name_contains}" added to module=: {sorted(added)}.')
+
+    def _named_matches(self, runner: Runner, optimizers: list, own: set) -> dict:
+        """Optimised parameters named like ``name_contains`` outside ``module``."""
+        if self.name_contains is None:
+            return {}
+        optimised = {id(p) for _, optimizer in optimizers
+                     for group in optimizer.param_groups for p in group['params']}
+        return {name: p for name, p in get_ori_model(runner.model).named_parameters()
+                if self.name_contains in name and id(p) in optimised and id(p) not in own}
 
     def before_train_epoch(self, runner: Runner) -> None:
         """Log once when the layer starts training."""

@@ -6,6 +6,7 @@ from typing import Dict
 
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper, OptimWrapperDict
@@ -14,7 +15,7 @@ from mmpretrain.utils import get_ori_model
 from torch import nn
 
 from hirl_mm.engine.hooks.freeze_last_layer_hook import FreezeLastLayerHook, torch_optimizers
-from hirl_mm.registry import HOOKS
+from hirl_mm.registry import HOOKS, MODELS
 from toy_training import read_log, runner_config, stub_runner
 
 pytestmark = pytest.mark.usefixtures('single_thread')
@@ -252,3 +253,48 @@ def test_iteration_based_loop_is_refused():
     runner.train_loop = IterBasedTrainLoop.__new__(IterBasedTrainLoop)
     with pytest.raises(TypeError, match='epoch-based train loop'):
         FreezeLastLayerHook().before_train(runner)
+
+
+def _ibot(shared_head: bool):
+    """The tiny iBOT of the study config; ``shared_head=False`` adds neck.patch_last_layer."""
+    cfg = Config.fromfile('configs/study/ibot_tiny-vit_fashion-mnist.py').model
+    cfg.neck.shared_head = shared_head
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    return model
+
+
+@pytest.mark.parametrize('name_contains,frozen', [('last_layer', True), (None, False)])
+def test_separate_ibot_patch_layer_is_frozen_by_name_after_the_clip(name_contains, frozen):
+    """The reference freezes every '*last_layer*' parameter: with shared_head=False and
+    module='neck.last_layer' the patch layer is frozen too; its gradient still counts in
+    the clipped global norm (cancelled in the step pre-hook, after clip_grad)."""
+    model = _ibot(shared_head=False)
+    params = [p for p in model.parameters() if p.requires_grad]  # not the teacher's
+    wrapper = OptimWrapper(torch.optim.SGD(params, lr=0.1, weight_decay=0.1),
+                           clip_grad=dict(max_norm=1e-3))
+    runner = fake_runner(model, wrapper)
+    hook = FreezeLastLayerHook(module='neck.last_layer', freeze_epochs=1,
+                               name_contains=name_contains)
+    hook.before_train(runner)
+    patch = model.neck.patch_last_layer.weight_v
+    clipped_with = []
+    original_clip = wrapper._clip_grad
+    wrapper._clip_grad = lambda: (clipped_with.append(patch.grad is not None),
+                                  original_clip())[1]
+
+    def step():
+        start = patch.detach().clone()
+        wrapper.zero_grad()
+        cls, patch_scores = model.neck(model.backbone(torch.randn(2, 3, 28, 28)))[:2]
+        (cls.logsumexp(-1).sum() + patch_scores.logsumexp(-1).sum()).backward()
+        wrapper.step()
+        return torch.equal(patch.detach(), start)
+
+    assert step() == frozen  # epoch 0
+    assert clipped_with == [True]  # its gradient was there when the norm was clipped
+    runner.epoch = 1
+    assert not step()  # epoch 1: trained
+    if frozen:
+        assert '"neck.last_layer", "neck.patch_last_layer"' in hook._names
