@@ -47,8 +47,10 @@ LOG_PROCESSORS = _child('log processor', mmpretrain_registry.LOG_PROCESSORS)
 OPTIMIZERS = _child('optimizer', mmpretrain_registry.OPTIMIZERS)
 OPTIM_WRAPPERS = _child('optim wrapper', mmpretrain_registry.OPTIM_WRAPPERS)
 OPTIM_WRAPPER_CONSTRUCTORS = _child('optimizer wrapper constructor',
-                                    mmpretrain_registry.OPTIM_WRAPPER_CONSTRUCTORS)
-PARAM_SCHEDULERS = _child('parameter scheduler', mmpretrain_registry.PARAM_SCHEDULERS)
+                                    mmpretrain_registry.OPTIM_WRAPPER_CONSTRUCTORS,
+                                    ['hirl_mm.engine.optimizers'])
+PARAM_SCHEDULERS = _child('parameter scheduler', mmpretrain_registry.PARAM_SCHEDULERS,
+                          ['hirl_mm.engine.schedulers'])
 DATASETS = _child('dataset', mmpretrain_registry.DATASETS, ['hirl_mm.datasets'])
 DATA_SAMPLERS = _child('data sampler', mmpretrain_registry.DATA_SAMPLERS, ['hirl_mm.datasets'])
 TRANSFORMS = _child('transform', mmpretrain_registry.TRANSFORMS, ['hirl_mm.datasets'])

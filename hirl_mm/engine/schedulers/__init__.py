@@ -1,0 +1,3 @@
+from .weight_decay_scheduler import CosineAnnealingWeightDecayExceptFixed
+
+__all__ = ['CosineAnnealingWeightDecayExceptFixed']
