@@ -17,9 +17,10 @@
 #          block). The reference's ViT has a k bias that mmpretrain's BEiT leaves out (q
 #          and v biases only): a bias on the keys shifts every logit of a query equally
 #          and does not change the attention.
-#   differs, set here:  epochs: 300 -> 400 (the warm-up stays 10, the cosine spans 390).
-#   differs, kept:  mixed precision (mmpretrain's AmpOptimWrapper; the reference ran fp32,
-#          use_fp16: False). Set optim_wrapper.type='OptimWrapper' to match it.
+#   differs, set here:  epochs: 300 -> 400 (the warm-up stays 10, the cosine spans 390);
+#          fp32 (the reference: use_fp16: False; mmpretrain runs AMP); the patch
+#          embedding's convolution keeps PyTorch's default init (the reference's init
+#          covers Linear and LayerNorm layers only; mmpretrain draws it truncated-normal).
 # The DALL-E tokenizer's weights come from mmpretrain's URL (init_cfg Pretrained,
 # download.openmmlab.com/mmselfsup/1.x/target_generator_ckpt/dalle_encoder.pth, the OpenAI
 # DALL-E encoder the reference also loads); it is fetched at the start of training and
@@ -36,3 +37,15 @@ param_scheduler = [
          by_epoch=True, begin=warmup_epochs, end=max_epochs, convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=max_epochs)
+
+model = dict(backbone=dict(init_cfg=[
+    dict(type='TruncNormal', std=0.02, layer='Linear'),
+    dict(type='Constant', layer='LayerNorm', val=1.0, bias=0.0),
+]))
+# fp32, as the reference ran BEiT and HIRL-BEiT.
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=_base_.optim_wrapper.optimizer,
+    clip_grad=_base_.optim_wrapper.clip_grad,
+    paramwise_cfg=_base_.optim_wrapper.paramwise_cfg)

@@ -1,7 +1,7 @@
 # HIRL-BEiT, ViT-B/16, 400 epochs on ImageNet-1k, as the reference ran it (hirl-team/HIRL
 # configs/pretrain/hirl/hirl_beit_base_400eps.yaml): K = 30000 / 10000 / 1000, 100 negative
 # paths, 2-layer semantic heads, 40 warm-up epochs, train_emb 'vit_cls'.
-# Baseline: configs/baselines/beit_beit-base-p16_8xb256-amp-coslr-400e_in1k.py
+# Baseline: configs/baselines/beit_beit-base-p16_8xb256-coslr-400e_in1k.py
 # (mmpretrain's config at the reference's 400 epochs; its header lists where it differs
 # from the reference), inherited unchanged.
 #
@@ -16,7 +16,7 @@
 # its released run used; `beit_projector` below builds it (BEiTTokenProjector +
 # BEiTV1ProjectedHead, SyncBN as the reference's convert_sync_batchnorm): in a config that
 # inherits this one, `model = dict(**_base_.beit_projector)`.
-_base_ = ['../baselines/beit_beit-base-p16_8xb256-amp-coslr-400e_in1k.py',
+_base_ = ['../baselines/beit_beit-base-p16_8xb256-coslr-400e_in1k.py',
           '_base_/hirl_vit-b16.py']
 custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
 
@@ -24,6 +24,12 @@ model = dict(
     type='HIRL',
     algorithm='BEiT',
     **dict(_base_.hirl_model, num_clusters=[30000, 10000, 1000], embedding='backbone'))
+
+# The heads' group at the weight decay the authors' AdamW is built with (0.05, constant,
+# on the heads' biases and norms too).
+optim_wrapper = dict(
+    constructor=_base_.hirl_head_group.constructor,
+    paramwise_cfg=dict(fixed_decay_groups=dict(semantic_head=dict(weight_decay=0.05))))
 
 beit_projector = dict(
     embedding='neck',

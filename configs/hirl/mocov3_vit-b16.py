@@ -12,7 +12,14 @@ custom_imports = dict(imports=['hirl_mm'], allow_failed_imports=False)
 model = dict(
     type='HIRL',
     algorithm='MoCoV3',
+    # The key encoder keeps its own BatchNorm statistics, as the authors' (its parameters
+    # follow the online encoder by EMA; mmengine would copy the online statistics too).
+    momentum_buffers='own',
     **dict(_base_.hirl_model,
            semantic_head=dict(_base_.hirl_model.semantic_head, num_mlp_layer=5)))
+# The heads' group at the weight decay the authors' AdamW is built with (0.1, constant).
+optim_wrapper = dict(
+    constructor=_base_.hirl_head_group.constructor,
+    paramwise_cfg=dict(fixed_decay_groups=dict(semantic_head=dict(weight_decay=0.1))))
 custom_hooks = [_base_.hirl_clustering_hook]
 default_hooks = dict(non_finite_loss=_base_.non_finite_loss_hook)  # stop on NaN / inf

@@ -2,7 +2,7 @@
 # patch 4, 28-pixel input: a 7x7 patch grid) on the data of the SimCLR study: same subset,
 # epochs and batch (configs/study/simclr_tiny-resnet18_fashion-mnist.py).
 # mmpretrain's BEiT recipe
-# (configs/baselines/beit_beit-base-p16_8xb256-amp-coslr-400e_in1k.py) at this scale: one random
+# (configs/baselines/beit_beit-base-p16_8xb256-coslr-400e_in1k.py) at this scale: one random
 # crop resized twice, to 28 px for the ViT and to 56 px for the tokenizer (224 / 112 there;
 # both give the patch grid, 16- and 8-pixel cells there, 4 and 8 here), colour jitter, flip;
 # block-wise masks of 19 of the 49 patches (75 of 196 there, >= 4 per block, 16 there); the

@@ -6,6 +6,10 @@ _base_ = ['./beit_tiny-vit_fashion-mnist.py', './_base_/hirl_fashion-mnist.py']
 
 model = dict(type='HIRL', algorithm='BEiT', **dict(_base_.hirl_model, embedding='backbone'))
 
+# The heads' own group at the decay BEiT's AdamW is built with (0.05, constant, biases too).
+optim_wrapper = dict(_base_.hirl_vit_head_group, paramwise_cfg=dict(
+    fixed_decay_groups=dict(semantic_head=dict(weight_decay=0.05))))
+
 # The projector variant (the reference code's `beit_base_with_proj`, see
 # configs/hirl/beit_vit-b16.py): `model = dict(**_base_.beit_projector)` in a child config.
 beit_projector = dict(

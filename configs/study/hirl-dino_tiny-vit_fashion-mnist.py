@@ -4,5 +4,8 @@
 # bottleneck of the DINO head on the first global crop's [CLS], clustered from the teacher.
 _base_ = ['dino_tiny-vit_fashion-mnist.py', './_base_/hirl_fashion-mnist.py']
 
-model = dict(type='HIRL', algorithm='DINO', **_base_.hirl_model)
+# The teacher's BN head keeps its own running statistics (used when the teacher is
+# clustered in eval mode), as the authors' teacher, whose EMA updates parameters only.
+model = dict(type='HIRL', algorithm='DINO', momentum_buffers='own', **_base_.hirl_model)
+optim_wrapper = _base_.hirl_vit_head_group  # the heads' own group, weight decay 0.01
 custom_hooks = _base_.custom_hooks + [_base_.hirl_clustering_hook]

@@ -37,5 +37,4 @@ custom_hooks = [
          temp=_base_.teacher_temp, warmup_epochs=3,
          attribute='head.loss_module.teacher_patch_temp'),
     dict(type='FreezeLastLayerHook', module='neck.last_layer', freeze_epochs=1),
-    dict(type='PerParamGradClipHook', max_norm=3.0),
 ]

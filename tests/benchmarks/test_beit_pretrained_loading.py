@@ -15,7 +15,7 @@
   computes, and a forward gives logits.
 * The raw checkpoint is refused, the message listing the mismatched keys.
 * The full-size config's ViT-B/16 has exactly the converted keys and shapes of
-  configs/baselines/beit_beit-base-p16_8xb256-amp-coslr-400e_in1k.py's (built on the meta
+  configs/baselines/beit_beit-base-p16_8xb256-coslr-400e_in1k.py's (built on the meta
   device).
 * The config's protocol values and its layer-wise lr decay / weight-decay groups.
 """
@@ -240,11 +240,11 @@ def test_raw_checkpoint_is_refused_listing_the_mismatched_keys(pretrained):
 
 # ------------------------------------------------------------- full-size config
 def test_full_size_config_takes_the_converted_vit_b16_of_beit():
-    """configs/baselines/beit_beit-base-p16_8xb256-amp-coslr-400e_in1k.py's ViT-B/16,
+    """configs/baselines/beit_beit-base-p16_8xb256-coslr-400e_in1k.py's ViT-B/16,
     converted, has exactly the keys and shapes of the full-size fine-tuning backbone (both
     built on the meta device)."""
     cfg = Config.fromfile(str(REPO / 'configs' / 'baselines' /
-                          'beit_beit-base-p16_8xb256-amp-coslr-400e_in1k.py'))
+                          'beit_beit-base-p16_8xb256-coslr-400e_in1k.py'))
     with torch.device('meta'), DefaultScope.overwrite_default_scope('hirl_mm'):
         pretrain = MODELS.build(cfg.model.backbone)
     with torch.device('meta'):

@@ -12,6 +12,8 @@ from hirl_mm.registry import HOOKS, MODELS
 
 CONFIGS = Path(__file__).parents[2] / 'configs'
 HIRL_CONFIGS = sorted(p for p in (CONFIGS / 'hirl').glob('*.py'))
+# 8-GPU variants of the ViT-B/16 configs (the authors ran 32 GPUs): <config>_8xb128.py.
+VARIANT = '_8xb128'
 EXPECTED = {'simclr_r50': 'SimCLR', 'mocov2_r50': 'MoCo', 'simsiam_r50': 'SimSiam',
             'swav_r50': 'SwAV', 'byol_r50': 'BYOL', 'barlowtwins_r50': 'BarlowTwins',
             'mocov3_vit-b16': 'MoCoV3', 'dino_vit-b16': 'DINO', 'ibot_vit-b16': 'iBOT',
@@ -25,9 +27,16 @@ BASELINES = {'simclr_r50': 'simclr_resnet50_16xb256-coslr-200e_in1k',
              'byol_r50': 'byol_resnet50_16xb256-coslr-200e_in1k',
              'barlowtwins_r50': 'barlowtwins_resnet50_8xb256-coslr-300e_in1k',
              'mocov3_vit-b16': 'mocov3_vit-base-p16_16xb256-amp-coslr-400e_in1k',
-             'dino_vit-b16': 'dino_vit-base-p16_8xb128-amp-coslr-400e_in1k',
-             'ibot_vit-b16': 'ibot_vit-base-p16_8xb128-amp-coslr-400e_in1k',
-             'beit_vit-b16': 'beit_beit-base-p16_8xb256-amp-coslr-400e_in1k'}
+             'dino_vit-b16': 'dino_vit-base-p16_32xb32-amp-coslr-400e_in1k',
+             'ibot_vit-b16': 'ibot_vit-base-p16_32xb32-amp-coslr-400e_in1k',
+             'beit_vit-b16': 'beit_beit-base-p16_8xb256-coslr-400e_in1k'}
+BASELINE_VARIANTS = {'dino_vit-b16_8xb128': 'dino_vit-base-p16_8xb128-amp-coslr-400e_in1k',
+                     'ibot_vit-b16_8xb128': 'ibot_vit-base-p16_8xb128-amp-coslr-400e_in1k'}
+
+
+def _method(stem: str) -> str:
+    """The method config a (variant) config belongs to: dino_vit-b16_8xb128 -> dino_vit-b16."""
+    return stem[:-len(VARIANT)] if stem.endswith(VARIANT) else stem
 # The embedding each config trains and clusters, and its width: the projector (neck)
 # output as in the reference (docs/en/method.md); Barlow Twins' 8192-d projector is too wide.
 EMBEDDING = {'simclr_r50': ('neck', 128), 'mocov2_r50': ('neck', 128),
@@ -49,8 +58,9 @@ SETTINGS = {'mocov3_vit-b16': dict(num_clusters=[30000, 10000, 5000], num_neg_pa
 
 
 def test_every_method_has_a_hirl_config_and_a_baseline():
-    assert {p.stem for p in HIRL_CONFIGS} == set(EXPECTED)
-    assert {p.stem for p in (CONFIGS / 'baselines').glob('*.py')} == set(BASELINES.values())
+    assert {p.stem for p in HIRL_CONFIGS} == set(EXPECTED) | set(BASELINE_VARIANTS)
+    assert {p.stem for p in (CONFIGS / 'baselines').glob('*.py')} == \
+        set(BASELINES.values()) | set(BASELINE_VARIANTS.values())
 
 
 def test_no_two_configs_share_a_file_name():
@@ -66,17 +76,18 @@ def test_no_two_configs_share_a_file_name():
 @pytest.mark.parametrize('path', HIRL_CONFIGS, ids=lambda p: p.stem)
 def test_hirl_config_builds(path):
     cfg = Config.fromfile(str(path))
-    settings = SETTINGS.get(path.stem, CNN_SETTINGS)
-    assert cfg.model.type == 'HIRL' and cfg.model.algorithm == EXPECTED[path.stem]
+    name = _method(path.stem)
+    settings = SETTINGS.get(name, CNN_SETTINGS)
+    assert cfg.model.type == 'HIRL' and cfg.model.algorithm == EXPECTED[name]
     assert cfg.model.num_clusters == settings['num_clusters']
     assert cfg.model.semantic_head.num_neg_path == settings['num_neg_path']
     assert cfg.model.semantic_head.num_mlp_layer == settings['num_mlp_layer']
-    assert cfg.model.iter_wise_assignment == (path.stem == 'swav_r50')
+    assert cfg.model.iter_wise_assignment == (name == 'swav_r50')
     hook_types = [h['type'] for h in cfg.custom_hooks]
     assert hook_types[-1] == 'HierarchicalClusteringHook'
-    if path.stem in ('swav_r50', 'simsiam_r50'):  # the method's own hook is kept
+    if name in ('swav_r50', 'simsiam_r50'):  # the method's own hook is kept
         assert len(hook_types) == 2
-    if path.stem in ('dino_vit-b16', 'ibot_vit-b16'):  # DINO's schedule hooks are kept
+    if name in ('dino_vit-b16', 'ibot_vit-b16'):  # DINO's schedule hooks are kept
         assert len(hook_types) > 1
     init_default_scope(cfg.default_scope)
     # ViT-B/16 configs build on the meta device: shapes only, no memory for the weights.
@@ -84,9 +95,9 @@ def test_hirl_config_builds(path):
     with torch.device(device):
         model = MODELS.build(cfg.model)
     assert isinstance(model, HIRLMixin)
-    assert type(model).__name__ == f'HIRL{EXPECTED[path.stem]}'
+    assert type(model).__name__ == f'HIRL{EXPECTED[name]}'
     assert model.prototypes.num_clusters == settings['num_clusters']
-    embedding, width = EMBEDDING[path.stem]
+    embedding, width = EMBEDDING[name]
     assert cfg.model.embedding == embedding and model.embedding == embedding
     if device == 'cpu':  # the buffer recording the space has no data on the meta device
         assert model.prototypes.embedding == embedding

@@ -102,8 +102,7 @@ def test_schedules_follow_the_recipe_and_survive_a_resume(tmp_path):
     options = dict(custom_hooks=[
         dict(type='TeacherTempWarmupHook', warmup_temp=0.04, temp=0.07, warmup_epochs=3,
              attribute='head.loss_module.teacher_temp'),
-        dict(type='FreezeLastLayerHook', module='neck.last_layer', freeze_epochs=1),
-        dict(type='PerParamGradClipHook', max_norm=3.0)])
+        dict(type='FreezeLastLayerHook', module='neck.last_layer', freeze_epochs=1)])
     straight = Runner.from_cfg(_cfg('dino', tmp_path / 'straight', max_epochs=3, **options))
     straight.train()
 

@@ -37,6 +37,17 @@ hirl_clustering_hook = dict(
         max_points_per_centroid=1000,
         min_points_per_centroid=10))
 
+# The semantic heads' optimiser group, as the authors' runner adds it
+# (optimizer.add_param_group with the optimizer's construction defaults): one group of every
+# head parameter at one constant weight decay, which the weight-decay schedule leaves alone
+# (CosineAnnealingWeightDecayExceptFixed); the lr schedule applies to it. DINO / iBOT: 0.01
+# (their AdamW is built with the lr only: AdamW's default); MoCo v3 and BEiT override it
+# with the decay their optimizer is built with (0.1, 0.05). Method configs merge it into
+# their optim_wrapper.
+hirl_head_group = dict(
+    constructor='FixedDecayGroupOptimWrapperConstructor',
+    paramwise_cfg=dict(fixed_decay_groups=dict(semantic_head=dict(weight_decay=0.01))))
+
 # Stops a diverging run (loss NaN / inf) before it writes a checkpoint; method configs add
 # it to their default_hooks (default_hooks=dict(non_finite_loss=non_finite_loss_hook)).
 non_finite_loss_hook = dict(type='NonFiniteLossHook', max_consecutive=3)

@@ -7,6 +7,13 @@ hirl_model = dict(
     embedding='neck',
     semantic_head=dict(type='SemanticPathHead', num_neg_path=100, num_mlp_layer=2))
 
+# HIRL-DINO / HIRL-iBOT / HIRL-MoCo v3 / HIRL-BEiT (the ViT studies): the semantic heads
+# in an optimiser group of their own at a constant weight decay, as the authors' runner
+# adds them (configs/hirl/_base_/hirl_vit-b16.py); merged into optim_wrapper.
+hirl_vit_head_group = dict(
+    constructor='FixedDecayGroupOptimWrapperConstructor',
+    paramwise_cfg=dict(fixed_decay_groups=dict(semantic_head=dict(weight_decay=0.01))))
+
 hirl_clustering_hook = dict(
     type='HierarchicalClusteringHook',
     warmup_epochs=2,

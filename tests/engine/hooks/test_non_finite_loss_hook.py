@@ -89,6 +89,9 @@ def test_bad_setting():
     'hirl/simclr_r50.py', 'hirl/mocov2_r50.py', 'hirl/byol_r50.py', 'hirl/simsiam_r50.py',
     'hirl/swav_r50.py', 'hirl/barlowtwins_r50.py', 'hirl/dino_vit-b16.py',
     'hirl/ibot_vit-b16.py', 'hirl/mocov3_vit-b16.py', 'hirl/beit_vit-b16.py',
+    'hirl/dino_vit-b16_8xb128.py', 'hirl/ibot_vit-b16_8xb128.py',
+    'baselines/dino_vit-base-p16_32xb32-amp-coslr-400e_in1k.py',
+    'baselines/ibot_vit-base-p16_32xb32-amp-coslr-400e_in1k.py',
     'baselines/dino_vit-base-p16_8xb128-amp-coslr-400e_in1k.py',
     'baselines/ibot_vit-base-p16_8xb128-amp-coslr-400e_in1k.py',
     'demo/hirl_simclr_tiny-resnet18_fashion-mnist.py'])

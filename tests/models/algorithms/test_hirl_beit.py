@@ -342,7 +342,7 @@ def test_vit_b16_projector_variant_builds_on_the_meta_device():
 
 
 @pytest.mark.parametrize('hirl,baseline', [
-    ('hirl/beit_vit-b16.py', 'baselines/beit_beit-base-p16_8xb256-amp-coslr-400e_in1k.py'),
+    ('hirl/beit_vit-b16.py', 'baselines/beit_beit-base-p16_8xb256-coslr-400e_in1k.py'),
     ('study/hirl-beit_tiny-vit_fashion-mnist.py', 'study/beit_tiny-vit_fashion-mnist.py')])
 def test_hirl_configs_differ_from_their_baseline_only_by_hirl(hirl, baseline):
     cfg = Config.fromfile(str(CONFIGS / hirl))
@@ -363,7 +363,7 @@ def test_hirl_configs_differ_from_their_baseline_only_by_hirl(hirl, baseline):
 
 def test_baseline_is_mmpretrains_beit_config_at_400_epochs():
     cfg = Config.fromfile(
-        str(CONFIGS / 'baselines' / 'beit_beit-base-p16_8xb256-amp-coslr-400e_in1k.py'))
+        str(CONFIGS / 'baselines' / 'beit_beit-base-p16_8xb256-coslr-400e_in1k.py'))
     assert cfg.model.type == 'BEiT' and cfg.model.neck is None
     backbone = cfg.model.backbone
     assert backbone.type == 'BEiTPretrainViT' and backbone.arch == 'base'

@@ -1,7 +1,7 @@
 # End-to-end fine-tuning on ImageNet-1k of a BEiT (v1) pre-trained ViT-B/16 (every layer
 # trained), with layer-wise learning-rate decay: BEiT's fine-tuning protocol for BEiT-base
 # pre-trained self-supervised only (no intermediate ImageNet-22k fine-tuning), for the
-# checkpoints of configs/baselines/beit_beit-base-p16_8xb256-amp-coslr-400e_in1k.py and
+# checkpoints of configs/baselines/beit_beit-base-p16_8xb256-coslr-400e_in1k.py and
 # configs/hirl/beit_vit-b16.py.
 # Source: microsoft/unilm beit/get_started_for_image_classification.md (BEiT-base:
 # --batch_size 128 on 8 GPUs --lr 4e-3 --update_freq 1 --warmup_epochs 20 --epochs 100
