@@ -1,9 +1,11 @@
-"""Clip every parameter's gradient to a maximum norm on its own, as DINO and iBOT do.
+"""Clip every parameter's gradient to a maximum norm on its own, as the original DINO and
+iBOT repositories do.
 
-DINO (Caron et al., arXiv 2104.14294) and iBOT (Zhou et al., arXiv 2111.07832) clip
-gradients per parameter (``clip_gradients`` in the DINO code): each gradient whose L2 norm
-exceeds ``max_norm`` is scaled by ``max_norm / (norm + 1e-6)``. mmengine's ``clip_grad``
-clips the global norm over all parameters instead, which is a different recipe.
+facebookresearch/dino and bytedance/ibot clip gradients per parameter (``clip_gradients``
+in the DINO code): each gradient whose L2 norm exceeds ``max_norm`` is scaled by
+``max_norm / (norm + 1e-6)``. The HIRL authors' runner clips the global norm of all
+gradients instead (mmengine's ``optim_wrapper.clip_grad``), which the shipped DINO / iBOT
+configs use; this hook is the option for the original repositories' recipe.
 """
 import functools
 from typing import Any, Iterable, Optional

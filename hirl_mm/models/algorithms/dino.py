@@ -8,9 +8,11 @@ The student matches the teacher's centred, sharpened distribution over prototype
 
 The schedules of the recipe live outside the model, each resumable from a checkpoint:
 the teacher temperature warm-up (``TeacherTempWarmupHook``), the frozen last layer
-during the first epoch(s) (``FreezeLastLayerHook``), per-parameter gradient clipping
-(``PerParamGradClipHook``), the weight-decay cosine (mmpretrain's
-``CosineAnnealingWeightDecay``) and the EMA momentum (``CosineEMA``'s step count).
+during the first epoch(s) (``FreezeLastLayerHook``), gradient clipping (the global norm,
+mmengine's ``clip_grad``, as the HIRL authors; ``PerParamGradClipHook`` for the original
+repositories' per-parameter clip), the weight-decay cosine
+(``CosineAnnealingWeightDecayExceptFixed``) and the EMA momentum (the teacher's step
+count).
 
 The teacher runs in eval mode: as in the papers, it has no stochastic depth and no
 dropout (the reference builds it with ``drop_path_rate=0``); its BatchNorm layers (a BN
