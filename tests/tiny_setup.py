@@ -206,3 +206,21 @@ def logged_scalars(work_dir: Path, key: str) -> list:
             if key in record:
                 values.append(record[key])
     return values
+
+
+# What a HIRL config adds to its baseline's model dict.
+HIRL_MODEL_KEYS = frozenset({'type', 'algorithm', 'num_clusters', 'embedding', 'semantic_head',
+                             'feature_source', 'iter_wise_assignment', 'momentum_buffers'})
+
+
+def without_hirl_head_group(optim_wrapper: dict) -> dict:
+    """An optim_wrapper config without what the ViT HIRL configs add to their baseline's:
+    the fixed-decay constructor and its ``fixed_decay_groups`` (the semantic heads' group).
+    """
+    out = {k: v for k, v in optim_wrapper.items() if k != 'constructor'}
+    paramwise = {k: v for k, v in (out.get('paramwise_cfg') or {}).items()
+                 if k != 'fixed_decay_groups'}
+    out.pop('paramwise_cfg', None)
+    if paramwise:
+        out['paramwise_cfg'] = paramwise
+    return out

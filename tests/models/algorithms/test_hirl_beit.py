@@ -23,6 +23,7 @@ from hirl_mm.models.utils.embedding_encoder import infer_output_width
 from hirl_mm.registry import HOOKS, MODELS
 from hirl_mm.utils.feature_extraction import extract_embeddings
 from test_hirl import _fill_prototypes, _head_input
+from tiny_setup import HIRL_MODEL_KEYS, without_hirl_head_group
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 
@@ -30,8 +31,7 @@ CONFIGS = Path(__file__).parents[3] / 'configs'
 EMBED, VOCAB = 32, 16  # the toy ViT's width, the toy tokenizer's vocabulary
 BATCH, SIZE, PATCH = 4, 16, 4  # a 4x4 patch grid; the tokenizer sees 32 px (/8: 4x4)
 GRID = SIZE // PATCH
-HIRL_KEYS = {'type', 'algorithm', 'num_clusters', 'embedding', 'semantic_head',
-             'feature_source', 'iter_wise_assignment'}
+HIRL_KEYS = HIRL_MODEL_KEYS
 
 
 def _beit_cfg(projector: bool = False, **hirl) -> dict:
@@ -350,9 +350,12 @@ def test_hirl_configs_differ_from_their_baseline_only_by_hirl(hirl, baseline):
     assert base.model.type == 'BEiT' and 'num_clusters' not in base.model
     assert {k: v for k, v in cfg.model.items() if k not in HIRL_KEYS} == \
         {k: v for k, v in base.model.items() if k not in HIRL_KEYS}
-    for key in ('train_dataloader', 'optim_wrapper', 'param_scheduler', 'train_cfg',
-                'randomness'):
+    for key in ('train_dataloader', 'param_scheduler', 'train_cfg', 'randomness'):
         assert cfg[key] == base[key], key
+    # The semantic heads' own group (the authors' add_param_group) is all HIRL adds.
+    assert without_hirl_head_group(cfg.optim_wrapper) == \
+        without_hirl_head_group(base.optim_wrapper)
+    assert set(cfg.optim_wrapper.paramwise_cfg.fixed_decay_groups) == {'semantic_head'}
     warmup, cosine = base.param_scheduler
     assert warmup.type == 'LinearLR' and cosine.type == 'CosineAnnealingLR'
     assert warmup.end == cosine.begin

@@ -14,6 +14,7 @@ from mmpretrain.structures import DataSample
 from hirl_mm.models.algorithms import HIRLMixin
 from hirl_mm.registry import HOOKS, MODELS
 from test_hirl import _fill_prototypes, _head_input
+from tiny_setup import HIRL_MODEL_KEYS, without_hirl_head_group
 
 pytestmark = pytest.mark.usefixtures('single_thread')
 
@@ -213,9 +214,7 @@ def test_vit_b16_config_builds_on_the_meta_device():
 
 
 def _without_hirl(model_cfg) -> dict:
-    hirl_keys = {'type', 'algorithm', 'num_clusters', 'embedding', 'semantic_head',
-                 'feature_source', 'iter_wise_assignment'}
-    return {k: v for k, v in model_cfg.items() if k not in hirl_keys}
+    return {k: v for k, v in model_cfg.items() if k not in HIRL_MODEL_KEYS}
 
 
 @pytest.mark.parametrize('hirl,baseline', [
@@ -227,9 +226,12 @@ def test_hirl_configs_differ_from_their_baseline_only_by_hirl(hirl, baseline):
     base = Config.fromfile(str(CONFIGS / baseline))
     assert base.model.type == 'MoCoV3' and 'num_clusters' not in base.model
     assert _without_hirl(cfg.model) == _without_hirl(base.model)
-    for key in ('train_dataloader', 'optim_wrapper', 'param_scheduler', 'train_cfg',
-                'randomness'):
+    for key in ('train_dataloader', 'param_scheduler', 'train_cfg', 'randomness'):
         assert cfg[key] == base[key], key
+    # The semantic heads' own group (the authors' add_param_group) is all HIRL adds.
+    assert without_hirl_head_group(cfg.optim_wrapper) == \
+        without_hirl_head_group(base.optim_wrapper)
+    assert set(cfg.optim_wrapper.paramwise_cfg.fixed_decay_groups) == {'semantic_head'}
     # The schedule spans the whole run: warm-up then cosine to its last epoch.
     warmup, cosine = base.param_scheduler
     assert warmup.type == 'LinearLR' and cosine.type == 'CosineAnnealingLR'
