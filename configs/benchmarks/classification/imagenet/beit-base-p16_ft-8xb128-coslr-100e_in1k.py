@@ -33,7 +33,10 @@
 # ImageNet's, and the fine-tuned network must see the inputs it was pre-trained on; the
 # base's RandAugment fill and random-erasing noise are already in ImageNet's statistics.
 # fp32 training by default (the reference uses DeepSpeed fp16: pass --amp to
-# tools/train.py).
+# tools/train.py). The HIRL authors' BEiT fine-tuning (hirl-team/HIRL
+# configs/downstream/imagenet/finetune/beit/*.yaml: use_shared_rel_pos_bias: True) keeps
+# one relative position bias shared by all blocks; this config follows BEiT's own protocol
+# (one per block, each starting from the shared one).
 #
 #   python tools/model_converters/beit_backbone.py work_dirs/beit_vit-b16/epoch_400.pth \
 #       work_dirs/beit_vit-b16/beit_backbone.pth
