@@ -79,11 +79,16 @@ def test_gpu_layout_in_the_name_and_the_batch(path):
         (CONFIGS / path).read_text()
 
 
+def _meta_model(cfg: Config):
+    """The config's model on the meta device: shapes only, no memory for the weights."""
+    with torch.device('meta'):
+        return MODELS.build(cfg.model)
+
+
 def _meta_model_and_optimizer(cfg: Config):
     """The config's model on the meta device and its optimizer (built as the config says;
     OptimWrapper for AmpOptimWrapper, which needs CUDA: the groups are the same)."""
-    with torch.device('meta'):
-        model = MODELS.build(cfg.model)
+    model = _meta_model(cfg)
     optim_cfg = dict(cfg.optim_wrapper, type='OptimWrapper')
     optim_cfg.pop('loss_scale', None)
     return model, build_optim_wrapper(model, optim_cfg)
@@ -119,16 +124,10 @@ def test_semantic_heads_keep_their_weight_decay_over_the_schedule(path):
         assert set(seen_wd) == {initial_wd}
 
 
-def _built(path: str):
-    cfg = _cfg(path)
-    with torch.device('meta'):
-        return MODELS.build(cfg.model)
-
-
 @pytest.mark.parametrize('path', ['hirl/dino_vit-b16.py', 'hirl/ibot_vit-b16.py'] +
                          DINO_LIKE[4:])
 def test_teacher_head_is_its_own_random_init(path):
-    model = _built(path)
+    model = _meta_model(_cfg(path))
     assert model.teacher_neck_init == 'independent'
     assert model.backbone.pos_embed_interpolation == 'scale_factor'
 
@@ -148,7 +147,7 @@ def test_tiny_teacher_head_differs_from_the_student_head_at_init(name):
 
 
 def test_mocov3_key_encoder_keeps_its_own_bn_statistics():
-    model = _built('hirl/mocov3_vit-b16.py')
+    model = _meta_model(_cfg('hirl/mocov3_vit-b16.py'))
     assert model.momentum_buffers == 'own'
     assert model.momentum_encoder.buffer_source == 'own'
 

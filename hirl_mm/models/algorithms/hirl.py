@@ -65,12 +65,13 @@ class HIRLMixin:
             if value not in choices:
                 raise ValueError(f'{name}={value!r} is not one of {choices}.')
         if momentum_buffers == 'own':
-            if averaged_child(self) is None:
+            averaged = averaged_child(self)
+            if averaged is None:
                 raise ValueError(
                     f'momentum_buffers="own" keeps the momentum encoder\'s own buffers, but '
                     f'{type(self).__name__} has no momentum encoder / teacher (no mmengine '
                     f'BaseAveragedModel); leave momentum_buffers="online".')
-            configure_ema(averaged_child(self), buffer_source='own')
+            configure_ema(averaged, buffer_source='own')
         self.momentum_buffers = momentum_buffers
         if embedding not in EMBEDDINGS:
             raise ValueError(f'embedding={embedding!r} is not one of {EMBEDDINGS}.')
